@@ -1,0 +1,3 @@
+from .backbones import SwinTransformerV2
+
+__all__ = ['SwinTransformerV2']

@@ -1,0 +1,3 @@
+from .swinv2 import SwinTransformerV2
+
+__all__ = ['SwinTransformerV2']

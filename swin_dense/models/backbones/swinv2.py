@@ -1,0 +1,229 @@
+"""Swin Transformer V2 backbone for dense prediction (mmdet 3.x / mmsegmentation 1.x).
+
+Image (B, 3, H, W)
+  -> patch_embed: Conv 4x4 stride 4 + LayerNorm                      (B, H/4, W/4, C)
+  -> layers.0 .. layers.3: res-post-norm blocks with scaled cosine window attention and
+     log-spaced continuous position bias, alternating shifted windows; V2 patch merging at the
+     end of stages 0-2 (C, 2C, 4C, 8C channels)
+  -> norm{i} on every stage in ``out_indices``                        (B, 2^i C, H/2^(i+2), W/2^(i+2))
+
+Any H x W works (sizes are ceil-divided); state-dict keys are the official microsoft/Swin-Transformer
+ones, plus ``norm0``..``norm3`` for the outputs.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ...checkpoint.load import load_pretrained
+from ..layers.swin_block import SwinStageV2
+from ..layers.window_attention import ATTN_IMPLS
+
+ARCH_ZOO: Dict[str, Dict] = {
+    'tiny': dict(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24]),
+    'small': dict(embed_dims=96, depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24]),
+    'base': dict(embed_dims=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32]),
+    'large': dict(embed_dims=192, depths=[2, 2, 18, 2], num_heads=[6, 12, 24, 48]),
+}
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patch embedding: zero-pad to patch multiples, Conv2d(k=s=patch), LayerNorm."""
+
+    def __init__(self, in_channels: int, embed_dims: int, patch_size: int) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_channels, embed_dims, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, ceil(H/p), ceil(W/p), C)."""
+        h, w = x.shape[-2:]
+        if h < self.patch_size or w < self.patch_size:
+            raise ValueError(f'input of {h}x{w} pixels is smaller than one {self.patch_size}x{self.patch_size} '
+                             'patch; resize or pad images to at least one patch')
+        p = self.patch_size
+        if h % p or w % p:
+            x = F.pad(x, (0, (-w) % p, 0, (-h) % p))
+        return self.norm(self.proj(x).permute(0, 2, 3, 1))
+
+
+def _per_stage(value: Union[int, Sequence[int]], num_stages: int, name: str) -> List[int]:
+    values = [value] * num_stages if isinstance(value, int) else list(value)
+    if len(values) != num_stages:
+        raise ValueError(f'{name} needs one value per stage ({num_stages}), got {value!r}')
+    return values
+
+
+def _resolve_arch(arch: Union[str, Dict]) -> Tuple[int, List[int], List[int]]:
+    if isinstance(arch, str):
+        if arch not in ARCH_ZOO:
+            raise ValueError(f'unknown arch {arch!r}; use one of {sorted(ARCH_ZOO)} or a dict with '
+                             'embed_dims, depths and num_heads')
+        arch = ARCH_ZOO[arch]
+    missing = {'embed_dims', 'depths', 'num_heads'} - set(arch)
+    if missing:
+        raise ValueError(f'arch dict is missing {sorted(missing)}; it needs embed_dims, depths and num_heads')
+    depths, heads = list(arch['depths']), list(arch['num_heads'])
+    if len(depths) != len(heads):
+        raise ValueError(f'arch depths {depths} and num_heads {heads} must have the same length (one per stage)')
+    return int(arch['embed_dims']), depths, heads
+
+
+@MODELS.register_module()
+class SwinTransformerV2(BaseModule):
+    """Swin Transformer V2 ("Swin Transformer V2: Scaling Up Capacity and Resolution").
+
+    Registered in mmengine's root ``MODELS`` registry, so mmdet and mmseg configs find it by
+    ``type='SwinTransformerV2'`` after ``custom_imports=dict(imports=['swin_dense'])``.
+
+    Args:
+        arch: 'tiny', 'small', 'base', 'large' or dict(embed_dims, depths, num_heads).
+        window_size: window per stage (int or one per stage).
+        pretrained_window_size: window the position-bias MLP was trained with (int or one per
+            stage, 0 = none). For the public 192-px ImageNet-22K checkpoints use [12, 12, 12, 6].
+        in_channels: input channels.
+        patch_size: patch embedding size.
+        mlp_ratio: MLP hidden size over channels.
+        qkv_bias: learn q and v biases.
+        drop_rate: dropout after MLPs and attention projections.
+        attn_drop_rate: dropout on attention weights.
+        drop_path_rate: stochastic depth, linearly increasing over all blocks.
+        out_indices: stages whose (normalised) outputs are returned.
+        frozen_stages: -1 freezes nothing; k >= 0 freezes the patch embedding and stages 0..k-1
+            (with their patch merging and output norms), as mmdet's Swin.
+        norm_eval: keep normalisation layers in eval mode while training (as mmdet backbones;
+            LayerNorm has no running statistics, so this only matters for added BatchNorms).
+        with_cp: non-reentrant activation checkpointing of each block (saves memory, costs time).
+        attn_impl: 'sdpa' (fused, default) or 'eager' (the official op order).
+        attn_chunk_size: windows per attention call, 0 for all at once; bounds memory at very
+            large inputs.
+        mask_padding: stop real tokens from attending to the zero padding of border windows. Off by
+            default, as in the official code, timm and HF (it changes results at sizes that are not
+            window multiples).
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads weights (official or timm
+            layout, or any converted with tools/convert_checkpoint.py).
+    """
+
+    def __init__(self, arch: Union[str, Dict] = 'tiny', window_size: Union[int, Sequence[int]] = 8,
+                 pretrained_window_size: Union[int, Sequence[int]] = 0, in_channels: int = 3, patch_size: int = 4,
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.2, out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
+                 norm_eval: bool = False, with_cp: bool = False, attn_impl: str = 'sdpa', attn_chunk_size: int = 0,
+                 mask_padding: bool = False, init_cfg: Optional[Dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        embed_dims, depths, num_heads = _resolve_arch(arch)
+        num_stages = len(depths)
+        windows = _per_stage(window_size, num_stages, 'window_size')
+        pretrained_windows = _per_stage(pretrained_window_size, num_stages, 'pretrained_window_size')
+        self._check_args(embed_dims, num_heads, windows, pretrained_windows, out_indices, frozen_stages, attn_impl)
+
+        self.embed_dims = embed_dims
+        self.depths = depths
+        self.num_heads = num_heads
+        self.window_size = windows
+        self.pretrained_window_size = pretrained_windows
+        self.out_indices = tuple(out_indices)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.num_features = [embed_dims * 2 ** i for i in range(num_stages)]
+
+        self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size)
+        self.pos_drop = nn.Dropout(drop_rate)
+        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.layers = nn.ModuleList()
+        for i in range(num_stages):
+            start = sum(depths[:i])
+            self.layers.append(SwinStageV2(
+                self.num_features[i], depths[i], num_heads[i], windows[i], pretrained_windows[i],
+                drop_path=dpr[start:start + depths[i]], downsample=i < num_stages - 1, mask_padding=mask_padding,
+                with_cp=with_cp, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate,
+                attn_impl=attn_impl, chunk_size=attn_chunk_size))
+        for i in self.out_indices:
+            self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
+        self._freeze_stages()
+
+    @staticmethod
+    def _check_args(embed_dims: int, num_heads: List[int], windows: List[int], pretrained_windows: List[int],
+                    out_indices: Sequence[int], frozen_stages: int, attn_impl: str) -> None:
+        num_stages = len(num_heads)
+        for i, heads in enumerate(num_heads):
+            if heads <= 0 or (embed_dims * 2 ** i) % heads:
+                raise ValueError(f'stage {i} has {embed_dims * 2 ** i} channels (embed_dims={embed_dims} x 2^{i}), '
+                                 f'not divisible by num_heads={heads}; choose embed_dims/num_heads that divide')
+        if any(w <= 0 for w in windows):
+            raise ValueError(f'window_size must be positive in every stage, got {windows}')
+        if any(p == 1 or p < 0 for p in pretrained_windows):
+            raise ValueError(f'pretrained_window_size {pretrained_windows}: use 0 for none or the window the '
+                             'checkpoint was trained with (>= 2); 1 would divide coordinates by 0')
+        bad = [i for i in out_indices if not 0 <= i < num_stages]
+        if bad or not out_indices:
+            raise ValueError(f'out_indices {tuple(out_indices)} must be a non-empty subset of 0..{num_stages - 1}')
+        if not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'frozen_stages={frozen_stages} is out of range: use -1 (none) to {num_stages} (all)')
+        if attn_impl not in ATTN_IMPLS:
+            raise ValueError(f'attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}')
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """(B, C_in, H, W) -> tuple of (B, C_i, ceil(H / 2^(i+2)), ceil(W / 2^(i+2))) for i in out_indices."""
+        x = self.pos_drop(self.patch_embed(x))
+        outs = []
+        for i, stage in enumerate(self.layers):
+            out, down = stage(x)
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{i}')(out).permute(0, 3, 1, 2).contiguous())
+            if down is None:
+                break
+            x = down
+        return tuple(outs)
+
+    def _freeze_stages(self) -> None:
+        frozen: List[nn.Module] = []
+        if self.frozen_stages >= 0:
+            frozen.append(self.patch_embed)
+        for i in range(self.frozen_stages):
+            frozen.append(self.layers[i])
+            if i in self.out_indices:
+                frozen.append(getattr(self, f'norm{i}'))
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'SwinTransformerV2':
+        """Switch mode, keeping frozen stages (and, with ``norm_eval``, normalisation layers) in eval."""
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, (_BatchNorm, nn.LayerNorm, nn.GroupNorm)):
+                    m.eval()
+        return self
+
+    def init_weights(self) -> None:
+        """Load ``init_cfg``'s pretrained checkpoint, or initialise from scratch as the official code.
+
+        From scratch: truncated normal (std 0.02) for Linear layers, zero biases, LayerNorm (1, 0),
+        then the res-post-norms (``norm1``/``norm2`` of every block) zeroed.
+        """
+        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
+            load_pretrained(self, self.init_cfg['checkpoint'])
+        else:
+            for m in self.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.trunc_normal_(m.weight, std=0.02)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+                elif isinstance(m, nn.LayerNorm):
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
+            for stage in self.layers:
+                for block in stage.blocks:
+                    for norm in (block.norm1, block.norm2):
+                        nn.init.zeros_(norm.weight)
+                        nn.init.zeros_(norm.bias)
+        self._is_init = True

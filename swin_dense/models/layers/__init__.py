@@ -1,0 +1,1 @@
+"""Numerics of Swin Transformer V2: position bias, window masks, attention, blocks."""

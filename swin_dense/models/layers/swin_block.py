@@ -1,0 +1,172 @@
+"""Swin Transformer V2 building blocks: the res-post-norm block, V2 patch merging and a stage.
+
+Tensors flow as (B, H, W, C) maps inside a stage, so any H x W works: each block pads its input to
+window multiples, shifts, attends within windows, and crops the padding off again.
+"""
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn.bricks import DropPath
+from torch.utils.checkpoint import checkpoint
+
+from .window_attention import WindowAttentionV2
+from .window_masks import attention_mask, window_partition, window_reverse
+
+
+class Mlp(nn.Module):
+    """fc1 (C -> hidden) -> GELU -> dropout -> fc2 (hidden -> C) -> dropout."""
+
+    def __init__(self, dim: int, hidden_dims: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dims)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dims, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., C) -> (..., C)."""
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class SwinBlockV2(nn.Module):
+    """Res-post-norm Swin V2 block: ``x + DropPath(LN(attn(x)))``, then ``x + DropPath(LN(mlp(x)))``.
+
+    The window and shift are chosen by the stage from the map size, so one block serves any input.
+
+    Args:
+        dim: channels C.
+        num_heads: attention heads.
+        pretrained_window_size: (0, 0) for none.
+        mlp_ratio: MLP hidden size over C.
+        qkv_bias: learn q and v biases.
+        drop: dropout after the MLP and the attention projection.
+        attn_drop: dropout on the attention weights.
+        drop_path: stochastic depth rate of this block.
+        attn_impl: ``'sdpa'`` or ``'eager'`` (see :class:`WindowAttentionV2`).
+        chunk_size: windows per attention call, 0 for all.
+    """
+
+    def __init__(self, dim: int, num_heads: int, pretrained_window_size: Tuple[int, int] = (0, 0),
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop: float = 0.0, attn_drop: float = 0.0,
+                 drop_path: float = 0.0, attn_impl: str = 'sdpa', chunk_size: int = 0) -> None:
+        super().__init__()
+        self.attn = WindowAttentionV2(dim, num_heads, pretrained_window_size, qkv_bias=qkv_bias,
+                                      attn_drop=attn_drop, proj_drop=drop, attn_impl=attn_impl,
+                                      chunk_size=chunk_size)
+        self.norm1 = nn.LayerNorm(dim)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, window_size: int, shift_size: int,
+                mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """Apply the block.
+
+        Args:
+            x: (B, H, W, C).
+            window_size: effective window (square).
+            shift_size: cyclic shift, 0 for none.
+            mask: (nW, N, N) additive mask for the padded, shifted map, or None.
+
+        Returns:
+            (B, H, W, C).
+        """
+        b, h, w, c = x.shape
+        shortcut = x
+        pad_h, pad_w = (-h) % window_size, (-w) % window_size
+        if pad_h or pad_w:
+            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        if shift_size:
+            x = torch.roll(x, shifts=(-shift_size, -shift_size), dims=(1, 2))
+        windows = window_partition(x, (window_size, window_size))
+        windows = self.attn(windows, (window_size, window_size), mask)
+        x = window_reverse(windows, (window_size, window_size), h + pad_h, w + pad_w)
+        if shift_size:
+            x = torch.roll(x, shifts=(shift_size, shift_size), dims=(1, 2))
+        x = x[:, :h, :w]
+        x = shortcut + self.drop_path(self.norm1(x))
+        return x + self.drop_path(self.norm2(self.mlp(x)))
+
+
+class PatchMergingV2(nn.Module):
+    """V2 patch merging: 2x2 neighbours concatenated (x0, x1, x2, x3), Linear 4C -> 2C (no bias), then LN(2C).
+
+    Odd H or W is padded with zeros at the bottom/right first.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.norm = nn.LayerNorm(2 * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) -> (B, ceil(H/2), ceil(W/2), 2C)."""
+        h, w = x.shape[1:3]
+        if h % 2 or w % 2:
+            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+        return self.norm(self.reduction(x))
+
+
+def effective_window(height: int, width: int, window_size: int) -> Tuple[int, bool]:
+    """The official shrink rule: a map not larger than the window is one window, without shift.
+
+    Returns:
+        (window, shift_allowed). The window never shrinks below 2 (a 1-token window has no
+        relative positions; the map is padded instead).
+    """
+    side = min(height, width)
+    if side <= window_size:
+        return max(side, min(2, window_size)), False
+    return window_size, True
+
+
+class SwinStageV2(nn.Module):
+    """One stage: ``depth`` blocks alternating unshifted / shifted windows, then optional patch merging.
+
+    Keys match the official ``layers.{i}``: ``blocks.{j}.*`` and ``downsample.*`` (at the end of the stage).
+
+    Args:
+        dim: channels C of the stage.
+        depth: number of blocks.
+        num_heads: attention heads.
+        window_size: window of the stage (square).
+        pretrained_window_size: 0 for none.
+        drop_path: one stochastic depth rate per block.
+        downsample: end the stage with :class:`PatchMergingV2`.
+        mask_padding: stop real tokens from attending to the zero padding of border windows.
+        with_cp: non-reentrant activation checkpointing of every block while training.
+        **block_kwargs: passed to :class:`SwinBlockV2` (mlp_ratio, qkv_bias, drop, attn_drop, attn_impl, chunk_size).
+    """
+
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, pretrained_window_size: int,
+                 drop_path: Sequence[float], downsample: bool, mask_padding: bool = False,
+                 with_cp: bool = False, **block_kwargs) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.mask_padding = mask_padding
+        self.with_cp = with_cp
+        pws = (pretrained_window_size, pretrained_window_size)
+        self.blocks = nn.ModuleList(
+            SwinBlockV2(dim, num_heads, pws, drop_path=drop_path[j], **block_kwargs) for j in range(depth))
+        self.downsample = PatchMergingV2(dim) if downsample else None
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(B, H, W, C) -> (stage output (B, H, W, C), merged (B, ceil(H/2), ceil(W/2), 2C) or None)."""
+        h, w = x.shape[1:3]
+        window, can_shift = effective_window(h, w, self.window_size)
+        shift = window // 2 if can_shift else 0
+        padded = (h + (-h) % window, w + (-w) % window)
+        pad = (padded[0] - h, padded[1] - w)
+        masks: List[Optional[torch.Tensor]] = [
+            attention_mask(padded, (window, window), (s, s), pad, self.mask_padding, x.device) for s in (0, shift)]
+        for j, block in enumerate(self.blocks):
+            shift_j = shift if j % 2 else 0
+            mask = masks[1 if shift_j else 0]
+            if self.with_cp and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, window, shift_j, mask, use_reentrant=False)
+            else:
+                x = block(x, window, shift_j, mask)
+        return x, (self.downsample(x) if self.downsample is not None else None)

@@ -1,0 +1,159 @@
+"""Scaled cosine window attention of Swin Transformer V2 (paper section 3.2).
+
+``attn = cos(q, k) * exp(clamp(logit_scale, max=ln 100)) + 16 * sigmoid(cpb) + mask``, softmax over keys.
+
+Two paths compute it:
+
+* ``'eager'``: the official op order (normalize, multiply by the scale, add the bias, add the
+  mask, softmax), bit-for-bit the reference.
+* ``'sdpa'``: ``F.scaled_dot_product_attention`` with the scale folded into the normalised queries
+  and ``16 * sigmoid(bias) + mask`` as the additive mask (``scale=1``); equal to the eager path within
+  fp32 rounding and faster.
+
+The cosine logits are always computed in float32 (under fp16/bf16 autocast too): fp16 rounds
+``F.normalize``'s eps to 0, so an all-zero padded token would give 0/0 = NaN, and logits of up to
+116 lose most of their precision in half types.
+"""
+import math
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .position_bias import build_cpb_mlp, continuous_position_bias
+
+LOGIT_SCALE_MAX = math.log(1.0 / 0.01)
+ATTN_IMPLS = ('sdpa', 'eager')
+
+
+class WindowAttentionV2(nn.Module):
+    """Multi-head scaled cosine self-attention within windows, with continuous position bias.
+
+    Parameter names are the official ones (``qkv``, ``q_bias``, ``v_bias``, ``logit_scale``,
+    ``cpb_mlp``, ``proj``), so official checkpoints load as they are.
+
+    Args:
+        dim: channels C.
+        num_heads: heads nH; C must be divisible by nH.
+        pretrained_window_size: window the position-bias MLP was trained with, (0, 0) for none.
+        qkv_bias: learn q and v biases (the k bias is always zero).
+        attn_drop: dropout on the attention weights.
+        proj_drop: dropout after the output projection.
+        attn_impl: ``'sdpa'`` (fused, default) or ``'eager'`` (the official op order).
+        chunk_size: windows per attention call; 0 runs all windows at once. Bounds peak memory at
+            very large inputs (sequential self-attention of the SwinV2 paper).
+    """
+
+    def __init__(self, dim: int, num_heads: int, pretrained_window_size: Tuple[int, int] = (0, 0),
+                 qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0,
+                 attn_impl: str = 'sdpa', chunk_size: int = 0) -> None:
+        super().__init__()
+        if attn_impl not in ATTN_IMPLS:
+            raise ValueError(f'attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}')
+        self.dim = dim
+        self.num_heads = num_heads
+        self.pretrained_window_size = tuple(pretrained_window_size)
+        self.attn_impl = attn_impl
+        self.chunk_size = chunk_size
+        self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(10.0)))
+        self.cpb_mlp = build_cpb_mlp(num_heads)
+        self.qkv = nn.Linear(dim, dim * 3, bias=False)
+        if qkv_bias:
+            self.q_bias = nn.Parameter(torch.zeros(dim))
+            self.v_bias = nn.Parameter(torch.zeros(dim))
+        else:
+            self.q_bias = None
+            self.v_bias = None
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self._bias_cache = {}
+
+    def position_bias(self, window_size: Tuple[int, int]) -> torch.Tensor:
+        """``16 * sigmoid(cpb)`` of shape (nH, N, N); cached per window while no gradient is needed."""
+        if torch.is_grad_enabled():
+            self._bias_cache.clear()
+            return continuous_position_bias(self.cpb_mlp, self.num_heads, window_size, self.pretrained_window_size)
+        params = (self.cpb_mlp[0].weight, self.cpb_mlp[0].bias, self.cpb_mlp[2].weight)
+        key = (tuple(window_size), params[0].device, tuple(p._version for p in params))
+        bias = self._bias_cache.get(key)
+        if bias is None:
+            self._bias_cache.clear()
+            bias = continuous_position_bias(self.cpb_mlp, self.num_heads, window_size, self.pretrained_window_size)
+            self._bias_cache[key] = bias
+        return bias
+
+    def forward(self, x: torch.Tensor, window_size: Tuple[int, int],
+                mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Attend within windows.
+
+        Args:
+            x: (B * nW, N, C) tokens of the windows, N = Wh * Ww; windows of one image contiguous.
+            window_size: (Wh, Ww), the effective window.
+            mask: (nW, N, N) additive mask (0 / -100) or None.
+
+        Returns:
+            (B * nW, N, C).
+        """
+        b_, n, c = x.shape
+        qkv_bias = None
+        if self.q_bias is not None:
+            qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+        qkv = F.linear(x, self.qkv.weight, qkv_bias)
+        qkv = qkv.reshape(b_, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B*nW, nH, N, hd)
+        bias = self.position_bias(window_size)  # (nH, N, N), float32
+        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().float()
+
+        chunk = _chunk_length(b_, self.chunk_size, 1 if mask is None else mask.shape[0])
+        outs = [self._attend(q[i:i + chunk], k[i:i + chunk], v[i:i + chunk], scale, bias, _mask_rows(mask, i, chunk))
+                for i in range(0, b_, chunk)]
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        out = out.to(x.dtype).transpose(1, 2).reshape(b_, n, c)
+        return self.proj_drop(self.proj(out))
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: torch.Tensor,
+                bias: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """Cosine attention of (B', nH, N, hd) q, k, v in float32; returns (B', nH, N, hd)."""
+        b_, nh, n, hd = q.shape
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            q, k, v = q.float(), k.float(), v.float()
+            if self.attn_impl == 'eager':
+                attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+                attn = attn * scale + bias.unsqueeze(0)
+                if mask is not None:
+                    nw = mask.shape[0]
+                    attn = attn.view(b_ // nw, nw, nh, n, n) + mask.unsqueeze(1).unsqueeze(0)
+                    attn = attn.view(b_, nh, n, n)
+                attn = self.attn_drop(attn.softmax(dim=-1))
+                return attn @ v
+            q = F.normalize(q, dim=-1) * scale
+            k = F.normalize(k, dim=-1)
+            dropout = self.attn_drop.p if self.training else 0.0
+            if mask is None:
+                return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=1.0)
+            nw = mask.shape[0]
+            attn_mask = bias.unsqueeze(0) + mask.unsqueeze(1)  # (nW, nH, N, N)
+            shape5 = (b_ // nw, nw, nh, n, hd)
+            out = F.scaled_dot_product_attention(q.view(shape5), k.view(shape5), v.view(shape5),
+                                                 attn_mask=attn_mask, dropout_p=dropout, scale=1.0)
+            return out.view(b_, nh, n, hd)
+
+
+def _chunk_length(num_windows: int, chunk_size: int, windows_per_image: int) -> int:
+    """Windows per attention call: all when ``chunk_size`` is 0, else a length that keeps every chunk
+    aligned with the mask (a divisor of ``windows_per_image`` or a multiple of it)."""
+    if chunk_size <= 0 or chunk_size >= num_windows:
+        return num_windows
+    if chunk_size >= windows_per_image:
+        return chunk_size // windows_per_image * windows_per_image
+    return max(d for d in range(1, chunk_size + 1) if windows_per_image % d == 0)
+
+
+def _mask_rows(mask: Optional[torch.Tensor], start: int, length: int) -> Optional[torch.Tensor]:
+    """The rows of an (nW, N, N) mask that a chunk of windows starting at ``start`` needs."""
+    if mask is None or length >= mask.shape[0]:
+        return mask
+    offset = start % mask.shape[0]
+    return mask[offset:offset + length]

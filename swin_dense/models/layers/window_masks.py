@@ -1,0 +1,84 @@
+"""Window partitioning and the shifted-window attention masks, built on the padded map.
+
+Order (correct at any size): pad the map to window multiples, *then* roll by the shift, then cut
+windows. The masks below are built on that padded, rolled map, so no token attends across the
+image border (rolling first and padding afterwards, as timm does, leaks at sizes that are not
+window multiples).
+
+Mask values are the official finite ``-100`` (not ``-inf``): with padding-key masking a whole
+region can be padding, and ``-inf`` would then give NaN rows.
+"""
+from functools import lru_cache
+from typing import Optional, Tuple
+
+import torch
+
+MASK_VALUE = -100.0
+
+
+def window_partition(x: torch.Tensor, window_size: Tuple[int, int]) -> torch.Tensor:
+    """Cut a map into windows.
+
+    Args:
+        x: (B, H, W, C) with H, W multiples of the window.
+        window_size: (Wh, Ww).
+
+    Returns:
+        (B * nW, Wh * Ww, C), windows in row-major order over the map.
+    """
+    b, h, w, c = x.shape
+    wh, ww = window_size
+    x = x.view(b, h // wh, wh, w // ww, ww, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, wh * ww, c)
+
+
+def window_reverse(windows: torch.Tensor, window_size: Tuple[int, int], h: int, w: int) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: (B * nW, Wh * Ww, C) -> (B, H, W, C)."""
+    wh, ww = window_size
+    c = windows.shape[-1]
+    x = windows.view(-1, h // wh, w // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, h, w, c)
+
+
+def _region_ids(length: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
+    """Per-position region id along one axis: the official slices (0,-ws), (-ws,-s), (-s,None)."""
+    ids = torch.zeros(length, dtype=torch.long, device=device)
+    if shift > 0:
+        ids[length - window:length - shift] = 1
+        ids[length - shift:] = 2
+    return ids
+
+
+@lru_cache(maxsize=64)
+def attention_mask(padded_size: Tuple[int, int], window_size: Tuple[int, int], shift_size: Tuple[int, int],
+                   pad: Tuple[int, int], mask_padding: bool, device: torch.device) -> Optional[torch.Tensor]:
+    """Additive attention mask for the windows of a padded (and rolled) map.
+
+    Args:
+        padded_size: (Hp, Wp), the map after padding to window multiples.
+        window_size: (Wh, Ww).
+        shift_size: (sh, sw), 0 for unshifted blocks.
+        pad: (pad_h, pad_w), rows and columns of zero padding at the bottom and right before rolling.
+        mask_padding: also stop real queries from attending to padded keys.
+        device: where the mask lives.
+
+    Returns:
+        (nW, N, N) with 0 where attention is allowed and -100 where not, or None when nothing is masked.
+    """
+    hp, wp = padded_size
+    (wh, ww), (sh, sw) = window_size, shift_size
+    use_pad = mask_padding and (pad[0] > 0 or pad[1] > 0)
+    if sh == 0 and sw == 0 and not use_pad:
+        return None
+    region = (_region_ids(hp, wh, sh, device)[:, None] * 3 + _region_ids(wp, ww, sw, device)[None, :])
+    region = window_partition(region[None, :, :, None], window_size).squeeze(-1)  # (nW, N)
+    mask = region[:, None, :] != region[:, :, None]
+    if use_pad:
+        is_pad = torch.zeros(hp, wp, dtype=torch.bool, device=device)
+        is_pad[hp - pad[0]:, :] = True
+        is_pad[:, wp - pad[1]:] = True
+        # The padding sits at the bottom/right before the roll; roll it like the features.
+        is_pad = torch.roll(is_pad, shifts=(-sh, -sw), dims=(0, 1))
+        is_pad = window_partition(is_pad[None, :, :, None], window_size).squeeze(-1)  # (nW, N)
+        mask = mask | (is_pad[:, None, :] & ~is_pad[:, :, None])
+    return torch.zeros(mask.shape, device=device).masked_fill_(mask, MASK_VALUE)
