@@ -1,0 +1,155 @@
+"""SwinTransformerV2: shapes at any size, border correctness, window shrink, freezing, checkpointing, arguments."""
+import pytest
+import torch
+
+from swin_dense import SwinTransformerV2
+
+TINY = dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
+
+
+def _model(**kwargs) -> SwinTransformerV2:
+    torch.manual_seed(0)
+    kwargs.setdefault('arch', TINY)
+    kwargs.setdefault('drop_path_rate', 0.0)
+    model = SwinTransformerV2(**kwargs)
+    model.init_weights()
+    for name, p in model.named_parameters():  # post-norms start at zero: make every block count
+        if 'norm' in name:
+            torch.nn.init.normal_(p, mean=1.0 if name.endswith('weight') else 0.0, std=0.1)
+    return model
+
+
+@pytest.mark.parametrize('size', [(333, 517), (97, 101), (31, 45), (64, 64)])
+def test_output_shapes_at_any_size(size):
+    model = _model(window_size=7).eval()
+    h, w = size
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, h, w))
+    for i, out in enumerate(outs):
+        stride = 4 * 2 ** i
+        assert out.shape == (1, 16 * 2 ** i, -(-h // stride), -(-w // stride))
+        assert torch.isfinite(out).all()
+
+
+def test_out_indices_select_stages():
+    model = _model(out_indices=(1, 3)).eval()
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [32, 128]
+    assert not hasattr(model, 'norm0')
+
+
+@pytest.mark.parametrize('mask_padding', [False, True])
+def test_right_border_does_not_leak_into_left_edge(mask_padding):
+    """Width 100 px -> 25 tokens in stage 0, padded to 32 for window 8: the shifted block's wrap-around
+    window holds the left edge and padding only, never the right-most real column."""
+    model = _model(window_size=8, out_indices=(0,), mask_padding=mask_padding).eval()
+    x = torch.randn(1, 3, 64, 100)
+    y = x.clone()
+    y[..., 96:] = torch.randn(1, 3, 64, 4)
+    with torch.no_grad():
+        a, b = model(x)[0], model(y)[0]
+    torch.testing.assert_close(a[..., :4], b[..., :4], atol=1e-6, rtol=0)
+    assert not torch.allclose(a[..., -1], b[..., -1])
+
+
+def test_window_shrinks_to_small_maps_without_shift():
+    from swin_dense.models.layers.swin_block import effective_window
+    assert effective_window(64, 64, 8) == (8, True)
+    assert effective_window(8, 20, 8) == (8, False)
+    assert effective_window(5, 9, 8) == (5, False)
+    assert effective_window(1, 9, 8) == (2, False)  # never a 1-token window
+    model = _model(window_size=16, pretrained_window_size=0).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 36, 36))  # maps 9, 5, 3, 2: every stage shrinks
+    assert all(torch.isfinite(o).all() for o in outs)
+
+
+def _grads(model, x):
+    model.zero_grad()
+    sum(o.square().mean() for o in model(x)).backward()
+    return {n: p.grad for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize('with_cp', [False, True])
+def test_frozen_stages_get_no_gradients(with_cp):
+    model = _model(frozen_stages=2, with_cp=with_cp).train()
+    grads = _grads(model, torch.randn(1, 3, 64, 64))
+    for name, grad in grads.items():
+        frozen = name.startswith(('patch_embed.', 'layers.0.', 'layers.1.', 'norm0.', 'norm1.'))
+        assert (grad is None) == frozen, name
+    assert not model.patch_embed.training and not model.layers[1].training and model.layers[2].training
+
+
+def test_with_cp_gives_the_same_gradients():
+    x = torch.randn(2, 3, 64, 64)
+    plain = _grads(_model(frozen_stages=1).train(), x)
+    checkpointed = _grads(_model(frozen_stages=1, with_cp=True).train(), x)
+    for name, grad in plain.items():
+        if grad is None:
+            assert checkpointed[name] is None
+        else:
+            torch.testing.assert_close(checkpointed[name], grad, atol=1e-6, rtol=1e-5)
+
+
+def test_sdpa_and_eager_agree_and_chunking_is_exact():
+    x = torch.randn(1, 3, 97, 130)
+    with torch.no_grad():
+        eager = _model(attn_impl='eager', window_size=8, mask_padding=True).eval()(x)
+        sdpa = _model(attn_impl='sdpa', window_size=8, mask_padding=True).eval()(x)
+        chunked = _model(attn_impl='sdpa', window_size=8, mask_padding=True, attn_chunk_size=3).eval()(x)
+    for e, s, c in zip(eager, sdpa, chunked):
+        torch.testing.assert_close(s, e, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(c, s, atol=1e-6, rtol=0)
+
+
+def test_drop_path_is_applied_after_the_post_norm():
+    """A dropped residual branch contributes exactly 0 (official), not LN(0) = beta (mmpretrain's order)."""
+    model = _model(arch=dict(embed_dims=16, depths=[1], num_heads=[1]), out_indices=(0,))
+    block = model.layers[0].blocks[0]
+    block.drop_path = torch.nn.Identity()
+    x = torch.randn(1, 8, 8, 16)
+    with torch.no_grad():
+        block.norm1.bias.fill_(3.0)
+        block.norm2.bias.fill_(3.0)
+        kept = block(x, 8, 0, None)
+
+        class DropAll(torch.nn.Module):
+            def forward(self, t):
+                return t * 0
+
+        block.drop_path = DropAll()
+        dropped = block(x, 8, 0, None)
+    torch.testing.assert_close(dropped, x)
+    assert not torch.allclose(kept, x)
+
+
+def test_from_scratch_init_zeroes_post_norms_and_train_returns_self():
+    model = SwinTransformerV2(arch=TINY)
+    model.init_weights()
+    block = model.layers[2].blocks[1]
+    assert block.norm1.weight.abs().sum() == 0 and block.norm2.bias.abs().sum() == 0
+    assert model.train() is model
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(window_size=0), 'window_size must be positive'),
+    (dict(window_size=[8, 8, -1, 8]), 'window_size must be positive'),
+    (dict(pretrained_window_size=1), 'pretrained_window_size'),
+    (dict(out_indices=(0, 4)), 'out_indices'),
+    (dict(frozen_stages=5), 'frozen_stages=5'),
+    (dict(arch=dict(embed_dims=16, depths=[2, 2])), "missing ['num_heads']"),
+    (dict(arch=dict(embed_dims=16, depths=[2, 2], num_heads=[1])), 'same length'),
+    (dict(arch=dict(embed_dims=18, depths=[1, 1], num_heads=[4, 4])), 'not divisible by num_heads=4'),
+    (dict(arch='huge'), "unknown arch 'huge'"),
+    (dict(window_size=[8, 8]), 'one value per stage'),
+    (dict(attn_impl='flash'), 'attn_impl'),
+])
+def test_bad_arguments_are_named(kwargs, message):
+    kwargs.setdefault('arch', TINY)
+    with pytest.raises(ValueError, match=__import__('re').escape(message)):
+        SwinTransformerV2(**kwargs)
+
+
+def test_input_smaller_than_a_patch_is_refused():
+    with pytest.raises(ValueError, match='smaller than one 4x4 patch'):
+        _model()(torch.randn(1, 3, 3, 64))

@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from swin_dense.models.layers.window_attention import WindowAttentionV2
+from swin_dense.models.layers.window_masks import attention_mask
+
+
+def _randomised(attn: WindowAttentionV2) -> WindowAttentionV2:
+    torch.manual_seed(0)
+    for p in attn.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    return attn
+
+
+def _official(attn, x, window, mask):
+    """The official op order written out: the reference the module must reproduce."""
+    b_, n, c = x.shape
+    qkv = torch.nn.functional.linear(x, attn.qkv.weight, torch.cat((attn.q_bias, torch.zeros_like(attn.v_bias),
+                                                                    attn.v_bias)))
+    q, k, v = qkv.reshape(b_, n, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+    logits = torch.nn.functional.normalize(q, dim=-1) @ torch.nn.functional.normalize(k, dim=-1).transpose(-2, -1)
+    logits = logits * torch.clamp(attn.logit_scale, max=4.605170185988092).exp()
+    logits = logits + attn.position_bias(window).unsqueeze(0)
+    nw = mask.shape[0]
+    logits = logits.view(b_ // nw, nw, attn.num_heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
+    out = logits.view(b_, attn.num_heads, n, n).softmax(-1) @ v
+    return attn.proj(out.transpose(1, 2).reshape(b_, n, c))
+
+
+@pytest.mark.parametrize('impl', ['eager', 'sdpa'])
+def test_matches_official_op_order(impl):
+    attn = _randomised(WindowAttentionV2(16, 2, (6, 6), attn_impl=impl))
+    x = torch.randn(2 * 6, 16, 16)
+    mask = attention_mask((8, 12), (4, 4), (2, 2), (0, 0), False, torch.device('cpu'))
+    expected = _official(attn, x, (4, 4), mask)
+    atol = 0 if impl == 'eager' else 1e-5
+    torch.testing.assert_close(attn(x, (4, 4), mask), expected, atol=atol, rtol=0)
+
+
+def test_chunked_attention_equals_full():
+    attn = _randomised(WindowAttentionV2(16, 2))
+    x = torch.randn(3 * 6, 16, 16)
+    mask = attention_mask((8, 12), (4, 4), (2, 2), (0, 0), False, torch.device('cpu'))
+    full = attn(x, (4, 4), mask)
+    for chunk in (1, 4, 7, 12):
+        attn.chunk_size = chunk
+        torch.testing.assert_close(attn(x, (4, 4), mask), full, atol=1e-6, rtol=0)
+
+
+def test_logit_scale_clamped_at_ln100():
+    attn = _randomised(WindowAttentionV2(16, 2, attn_impl='eager'))
+    x = torch.randn(2, 16, 16)
+    with torch.no_grad():
+        attn.logit_scale.fill_(4.0)
+        ref = attn(x, (4, 4), None)
+        attn.logit_scale.fill_(10.0)
+        clamped = attn(x, (4, 4), None)
+        attn.logit_scale.fill_(20.0)
+        torch.testing.assert_close(attn(x, (4, 4), None), clamped)
+    assert not torch.allclose(ref, clamped)
+
+
+def test_eval_bias_cache_follows_weight_updates():
+    attn = _randomised(WindowAttentionV2(16, 2))
+    with torch.no_grad():
+        first = attn.position_bias((4, 4))
+        assert attn.position_bias((4, 4)) is first
+        attn.cpb_mlp[2].weight.mul_(2)
+        assert not torch.equal(attn.position_bias((4, 4)), first)
+
+
+def test_all_zero_tokens_stay_finite_in_half_precision_autocast():
+    attn = _randomised(WindowAttentionV2(16, 2))
+    x = torch.zeros(2, 16, 16)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = attn(x, (4, 4), None)
+    assert torch.isfinite(out).all()
