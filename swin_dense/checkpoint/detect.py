@@ -3,11 +3,8 @@ from typing import Dict
 
 import torch
 
+from .errors import NotSwinV2Checkpoint
 from .layouts import LAYOUTS
-
-
-class NotSwinV2Checkpoint(ValueError):
-    """The state dict matches none of the known SwinV2 layouts."""
 
 
 def detect_layout(state_dict: Dict[str, torch.Tensor]) -> str:

@@ -69,6 +69,7 @@ class WindowAttentionV2(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         self._bias_cache = {}
+        self._sdpa_mask_cache = None
 
     def position_bias(self, window_size: Tuple[int, int]) -> torch.Tensor:
         """``16 * sigmoid(cpb)`` of shape (nH, N, N); cached per window while no gradient is needed."""
@@ -103,42 +104,67 @@ class WindowAttentionV2(nn.Module):
         qkv = F.linear(x, self.qkv.weight, qkv_bias)
         qkv = qkv.reshape(b_, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B*nW, nH, N, hd)
-        bias = self.position_bias(window_size)  # (nH, N, N), float32
         scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().float()
-
-        chunk = _chunk_length(b_, self.chunk_size, 1 if mask is None else mask.shape[0])
-        outs = [self._attend(q[i:i + chunk], k[i:i + chunk], v[i:i + chunk], scale, bias, _mask_rows(mask, i, chunk))
-                for i in range(0, b_, chunk)]
+        if self.attn_impl == 'eager':
+            bias = self.position_bias(window_size)  # (nH, N, N), float32
+            chunk = _chunk_length(b_, self.chunk_size, 1 if mask is None else mask.shape[0])
+            outs = [self._eager(q[i:i + chunk], k[i:i + chunk], v[i:i + chunk], scale, bias,
+                                _mask_rows(mask, i, chunk)) for i in range(0, b_, chunk)]
+        else:
+            attn_mask = self.sdpa_mask(window_size, mask)  # (nW or 1, nH, N, N)
+            nw = attn_mask.shape[0]
+            # With a mask, at most one image's windows per call: the mask's batch then matches q's
+            # exactly, which keeps SDPA on its fused CPU kernel (a broadcast 5-D call falls back to math).
+            chunk = _chunk_length(b_, min(self.chunk_size or b_, nw) if nw > 1 else self.chunk_size, nw)
+            outs = [self._sdpa(q[i:i + chunk], k[i:i + chunk], v[i:i + chunk], scale,
+                               _mask_rows(attn_mask, i, chunk)) for i in range(0, b_, chunk)]
         out = outs[0] if len(outs) == 1 else torch.cat(outs)
         out = out.to(x.dtype).transpose(1, 2).reshape(b_, n, c)
         return self.proj_drop(self.proj(out))
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: torch.Tensor,
-                bias: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """Cosine attention of (B', nH, N, hd) q, k, v in float32; returns (B', nH, N, hd)."""
-        b_, nh, n, hd = q.shape
+    def sdpa_mask(self, window_size: Tuple[int, int], mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """``16 * sigmoid(bias) + mask`` of shape (nW, nH, N, N), or (1, nH, N, N) without a mask.
+
+        Cached (one entry per module) while no gradient is needed: masks come from a shape-keyed
+        cache, so the same mask object means the same input size.
+        """
+        bias = self.position_bias(window_size)
+        if mask is None:
+            return bias.unsqueeze(0)
+        if torch.is_grad_enabled():
+            return bias.unsqueeze(0) + mask.unsqueeze(1)
+        cached = self._sdpa_mask_cache
+        if cached is None or cached[0] is not bias or cached[1] is not mask:
+            cached = (bias, mask, bias.unsqueeze(0) + mask.unsqueeze(1))
+            self._sdpa_mask_cache = cached
+        return cached[2]
+
+    def _eager(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: torch.Tensor,
+               bias: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """The official op order on (B', nH, N, hd) q, k, v in float32; returns (B', nH, N, hd)."""
+        b_, nh, n, _ = q.shape
         with torch.autocast(device_type=q.device.type, enabled=False):
             q, k, v = q.float(), k.float(), v.float()
-            if self.attn_impl == 'eager':
-                attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
-                attn = attn * scale + bias.unsqueeze(0)
-                if mask is not None:
-                    nw = mask.shape[0]
-                    attn = attn.view(b_ // nw, nw, nh, n, n) + mask.unsqueeze(1).unsqueeze(0)
-                    attn = attn.view(b_, nh, n, n)
-                attn = self.attn_drop(attn.softmax(dim=-1))
-                return attn @ v
-            q = F.normalize(q, dim=-1) * scale
-            k = F.normalize(k, dim=-1)
+            attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+            attn = attn * scale + bias.unsqueeze(0)
+            if mask is not None:
+                nw = mask.shape[0]
+                attn = attn.view(b_ // nw, nw, nh, n, n) + mask.unsqueeze(1).unsqueeze(0)
+                attn = attn.view(b_, nh, n, n)
+            attn = self.attn_drop(attn.softmax(dim=-1))
+            return attn @ v
+
+    def _sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: torch.Tensor,
+              attn_mask: torch.Tensor) -> torch.Tensor:
+        """Fused attention of (B', nH, N, hd) q, k, v in float32 with the scale folded into q.
+
+        ``attn_mask`` is (B', nH, N, N) or (1, nH, N, N). Returns (B', nH, N, hd).
+        """
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            q = F.normalize(q.float(), dim=-1) * scale
+            k = F.normalize(k.float(), dim=-1)
             dropout = self.attn_drop.p if self.training else 0.0
-            if mask is None:
-                return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=1.0)
-            nw = mask.shape[0]
-            attn_mask = bias.unsqueeze(0) + mask.unsqueeze(1)  # (nW, nH, N, N)
-            shape5 = (b_ // nw, nw, nh, n, hd)
-            out = F.scaled_dot_product_attention(q.view(shape5), k.view(shape5), v.view(shape5),
-                                                 attn_mask=attn_mask, dropout_p=dropout, scale=1.0)
-            return out.view(b_, nh, n, hd)
+            return F.scaled_dot_product_attention(q, k, v.float(), attn_mask=attn_mask, dropout_p=dropout, scale=1.0)
 
 
 def _chunk_length(num_windows: int, chunk_size: int, windows_per_image: int) -> int:

@@ -1,0 +1,339 @@
+"""Convert SwinV2 checkpoints of every known layout to the backbone layout, accounting for every tensor.
+
+:func:`convert_state_dict` runs the pipeline on a state dict:
+
+1. a whole model (keys ``backbone.*``): keep the backbone, count everything else as dropped;
+2. detect the layout and rename/merge to the official key scheme (``layouts/``);
+3. drop what is no backbone weight, counted per reason: window buffers, classification head,
+   masked-image-modeling mask token and decoder;
+4. final ``norm`` -> ``norm{last}`` (the last stage's output norm);
+5. check the result against the key scheme of the architecture read off the tensors: a key with no
+   place in :class:`SwinTransformerV2` or a missing one raises, so nothing is dropped silently.
+
+:func:`convert_checkpoint` does it file to file and records the ``pretrained_window_size`` the
+checkpoint needs in the written meta (see ``windows.py``). The backbone layout is the official key
+scheme plus output norms ``norm{i}``; :func:`to_official_state_dict` goes back.
+"""
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+import torch
+
+from .detect import detect_layout
+from .errors import CheckpointError
+from .layouts import LAYOUTS
+from .read import read_checkpoint, write_checkpoint
+from .windows import (broadcast, pretrained_window_from_coords, pretrained_window_from_name,
+                      trained_windows)
+
+META_PRETRAINED_WINDOW = 'pretrained_window_size'
+DST_FORMATS = ('backbone', 'official')
+OUTSIDE_BACKBONE = 'outside the backbone of a whole model (neck, heads)'
+_WINDOW_BUFFERS = re.compile(r'(relative_coords_table|relative_position_index|attn_mask)$')
+# Official-scheme keys that are no backbone weights: (why they are dropped, test).
+DROP_RULES: Tuple[Tuple[str, Callable[[str], bool]], ...] = (
+    ('window buffers (rebuilt by the model for its window)', lambda k: bool(_WINDOW_BUFFERS.search(k))),
+    ('classification head', lambda k: k.startswith('head.')),
+    ('masked-image-modeling only (mask token, decoder)', lambda k: k == 'mask_token' or k.startswith('decoder.')),
+)
+_STAGE = re.compile(r'^layers\.(\d+)\.')
+_BLOCK = re.compile(r'^layers\.(\d+)\.blocks\.(\d+)\.')
+_BLOCK_KEYS = ('norm1.weight', 'norm1.bias', 'attn.qkv.weight', 'attn.logit_scale', 'attn.cpb_mlp.0.weight',
+               'attn.cpb_mlp.0.bias', 'attn.cpb_mlp.2.weight', 'attn.proj.weight', 'attn.proj.bias', 'norm2.weight',
+               'norm2.bias', 'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight', 'mlp.fc2.bias')
+
+
+@dataclass
+class Arch:
+    """Architecture read off a state dict's tensors."""
+
+    embed_dims: int
+    depths: List[int]
+    num_heads: List[int]
+    patch_size: int
+    in_channels: int
+    mlp_ratio: float
+    qkv_bias: bool
+
+    @property
+    def num_stages(self) -> int:
+        """Number of stages."""
+        return len(self.depths)
+
+    def config(self) -> Dict[str, Any]:
+        """The ``arch`` argument of :class:`SwinTransformerV2`."""
+        return dict(embed_dims=self.embed_dims, depths=list(self.depths), num_heads=list(self.num_heads))
+
+    def describe(self) -> str:
+        """One line, with the named arch (tiny/small/base/large) when it is one."""
+        from ..models.backbones.swinv2 import ARCH_ZOO  # lazy: the backbone imports this package
+        name = next((n for n, a in ARCH_ZOO.items() if a == self.config()), None)
+        extras = f', patch_size={self.patch_size}, mlp_ratio={self.mlp_ratio:g}'
+        extras += '' if self.qkv_bias else ', qkv_bias=False'
+        return (f'embed_dims={self.embed_dims}, depths={self.depths}, num_heads={self.num_heads}{extras}'
+                + (f' ({name})' if name else ''))
+
+
+@dataclass
+class Conversion:
+    """A state dict converted to the backbone layout, and what happened to every source tensor.
+
+    Attributes:
+        state_dict: backbone keys (official scheme, final norm as ``norm{last}``).
+        layout: the source layout.
+        arch: the architecture found.
+        num_source: tensors in the source state dict.
+        dropped: reason -> keys dropped for it (official names, or source names outside the backbone).
+        trained_window: effective training window per stage, when the coordinate tables are stored.
+        coords_pretrained_window: the window per stage the stored coordinate tables were normalised by.
+    """
+
+    state_dict: Dict[str, torch.Tensor]
+    layout: str
+    arch: Arch
+    num_source: int
+    dropped: Dict[str, List[str]] = field(default_factory=dict)
+    trained_window: Optional[List[int]] = None
+    coords_pretrained_window: Optional[List[int]] = None
+
+    @property
+    def num_used(self) -> int:
+        """Source tensors that went into ``state_dict`` (HF's query/key/value count as three)."""
+        return self.num_source - sum(len(keys) for keys in self.dropped.values())
+
+    def coverage(self) -> str:
+        """One line: source tensors used / dropped and why."""
+        reasons = '; '.join(f'{len(keys)} {reason} (e.g. {keys[0]})' for reason, keys in self.dropped.items())
+        dropped = self.num_source - self.num_used
+        return (f'used {self.num_used}/{self.num_source} source tensors -> {len(self.state_dict)} backbone tensors; '
+                f'dropped {dropped}' + (f': {reasons}' if reasons else ''))
+
+
+def convert_state_dict(state_dict: Dict[str, torch.Tensor], layout: str = 'auto') -> Conversion:
+    """Convert a SwinV2 state dict of any known layout to the backbone layout.
+
+    Args:
+        state_dict: as read by :func:`read_checkpoint`.
+        layout: ``'auto'`` (detect) or a key of ``LAYOUTS``.
+
+    Raises:
+        NotSwinV2Checkpoint: no layout matches.
+        CheckpointError: the given layout does not match, or tensors with no place in
+            SwinTransformerV2, or missing ones.
+        ValueError: an unknown layout name.
+    """
+    dropped: Dict[str, List[str]] = {}
+    source = state_dict
+    if any(k.startswith('backbone.') for k in state_dict):
+        source = {k[len('backbone.'):]: v for k, v in state_dict.items() if k.startswith('backbone.')}
+        for key in state_dict:
+            if not key.startswith('backbone.'):
+                dropped.setdefault(_drop_reason(key) or OUTSIDE_BACKBONE, []).append(key)
+    if layout == 'auto':
+        layout = detect_layout(source)
+    elif layout not in LAYOUTS:
+        raise ValueError(f'unknown layout {layout!r}; use auto or one of {sorted(LAYOUTS)}')
+    elif not LAYOUTS[layout].matches(source):
+        raise CheckpointError(f'the checkpoint is not in the {layout} layout (its keys look like '
+                              f'{_detected(source)}); give the right layout or auto')
+    official = LAYOUTS[layout].to_official(source)
+    arch = infer_arch(official)
+    out: Dict[str, torch.Tensor] = {}
+    for key, value in official.items():
+        reason = _drop_reason(key)
+        if reason is not None:
+            dropped.setdefault(reason, []).append(key)
+            continue
+        out[f'norm{arch.num_stages - 1}.' + key[len('norm.'):] if key.startswith('norm.') else key] = value
+    _check_keys(out, arch, layout)
+    return Conversion(out, layout, arch, len(state_dict), dropped, trained_windows(official, arch.num_stages),
+                      pretrained_window_from_coords(official, arch.num_stages))
+
+
+def _detected(state_dict: Dict[str, torch.Tensor]) -> str:
+    try:
+        return f'the {detect_layout(state_dict)} layout'
+    except CheckpointError:
+        return 'no SwinV2 layout'
+
+
+def _drop_reason(key: str) -> Optional[str]:
+    return next((reason for reason, test in DROP_RULES if test(key)), None)
+
+
+def infer_arch(official: Dict[str, torch.Tensor]) -> Arch:
+    """Read the architecture off a state dict in the official key scheme.
+
+    Raises:
+        CheckpointError: the patch embedding or the first block of a stage is missing.
+    """
+    proj = official.get('patch_embed.proj.weight')
+    if proj is None or proj.dim() != 4:
+        raise CheckpointError('the checkpoint has no patch embedding (patch_embed.proj.weight, a 4-D conv weight); '
+                              'it is incomplete or no SwinV2 backbone')
+    depths: Dict[int, int] = {}
+    for key in official:
+        match = _BLOCK.match(key)
+        if match:
+            stage, block = int(match.group(1)), int(match.group(2))
+            depths[stage] = max(depths.get(stage, 0), block + 1)
+    num_stages = max(depths, default=-1) + 1
+    if num_stages == 0 or sorted(depths) != list(range(num_stages)):
+        raise CheckpointError(f'the checkpoint has blocks in stages {sorted(depths)}; expected stages 0..n-1, '
+                              'it is incomplete')
+    heads = []
+    for i in range(num_stages):
+        scale = official.get(f'layers.{i}.blocks.0.attn.logit_scale')
+        if scale is None:
+            raise CheckpointError(f'layers.{i}.blocks.0.attn.logit_scale is missing: the checkpoint is incomplete or '
+                                  'not SwinV2 (V1 has no logit_scale)')
+        heads.append(scale.shape[0])
+    fc1 = official.get('layers.0.blocks.0.mlp.fc1.weight')
+    return Arch(embed_dims=proj.shape[0], depths=[depths[i] for i in range(num_stages)], num_heads=heads,
+                patch_size=proj.shape[-1], in_channels=proj.shape[1],
+                mlp_ratio=fc1.shape[0] / fc1.shape[1] if fc1 is not None else 0.0,
+                qkv_bias='layers.0.blocks.0.attn.q_bias' in official)
+
+
+def backbone_keys(arch: Arch) -> Tuple[Set[str], Set[str]]:
+    """(required, optional) keys of a :class:`SwinTransformerV2` of ``arch``; optional: the output norms."""
+    required = {f'patch_embed.{m}.{p}' for m in ('proj', 'norm') for p in ('weight', 'bias')}
+    for i, depth in enumerate(arch.depths):
+        for j in range(depth):
+            names = _BLOCK_KEYS + (('attn.q_bias', 'attn.v_bias') if arch.qkv_bias else ())
+            required.update(f'layers.{i}.blocks.{j}.{name}' for name in names)
+        if i < arch.num_stages - 1:
+            required.update(f'layers.{i}.downsample.{name}'
+                            for name in ('reduction.weight', 'norm.weight', 'norm.bias'))
+    optional = {f'norm{i}.{p}' for i in range(arch.num_stages) for p in ('weight', 'bias')}
+    return required, optional
+
+
+def _check_keys(state_dict: Dict[str, torch.Tensor], arch: Arch, layout: str) -> None:
+    required, optional = backbone_keys(arch)
+    unknown = sorted(set(state_dict) - required - optional)
+    if unknown:
+        raise CheckpointError(
+            f'{len(unknown)} tensor(s) of this {layout}-layout checkpoint have no place in SwinTransformerV2 '
+            f'({_short(unknown)}): it is a SwinV2 variant this backbone does not implement (absolute position '
+            'embedding, extra norms, another attention), or the wrong --src-format was given')
+    missing = sorted(required - set(state_dict))
+    if missing:
+        raise CheckpointError(
+            f'the {layout}-layout checkpoint lacks {len(missing)} tensor(s) that its architecture ({arch.describe()}) '
+            f'needs ({_short(missing)}): it is incomplete or truncated; download or export it again')
+
+
+def to_official_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Backbone layout -> official layout: ``norm{last}`` -> ``norm``; everything else as it is.
+
+    The other output norms ``norm0..norm{last-1}`` stay (the official code loads with
+    ``strict=False`` and ignores them), so that converting back gives the same state dict.
+    """
+    num_stages = 1 + max((int(m.group(1)) for m in map(_STAGE.match, state_dict) if m), default=-1)
+    last = f'norm{num_stages - 1}.'
+    return {'norm.' + k[len(last):] if k.startswith(last) else k: v for k, v in state_dict.items()}
+
+
+@dataclass
+class ConvertResult:
+    """What :func:`convert_checkpoint` did: the conversion, the meta written and notes for the user."""
+
+    conversion: Conversion
+    meta: Dict[str, Any]
+    pretrained_window_source: str
+    notes: List[str]
+
+    def report(self, dst: str, dst_format: str) -> List[str]:
+        """Lines for the command line: layout, architecture, pretrained window, coverage, config."""
+        conv = self.conversion
+        window = f'; trained windows {conv.trained_window}' if conv.trained_window else ''
+        pretrained = self.meta.get(META_PRETRAINED_WINDOW)
+        lines = [f'layout: {conv.layout}',
+                 f'architecture: {conv.arch.describe()}{window}',
+                 f'pretrained_window_size: {pretrained} ({self.pretrained_window_source})' if pretrained is not None
+                 else f'pretrained_window_size: unknown ({self.pretrained_window_source})',
+                 f'coverage: {conv.coverage()}']
+        lines += [f'note: {note}' for note in self.notes]
+        lines.append(f'wrote {dst} ({dst_format} layout)')
+        if dst_format == 'backbone':
+            pws = f', pretrained_window_size={pretrained}' if pretrained is not None else ''
+            lines.append(f"backbone config: arch={conv.arch.config()}{pws}, "
+                         f"init_cfg=dict(type='Pretrained', checkpoint='{dst}')")
+        return lines
+
+
+def convert_checkpoint(src: str, dst: str, src_format: str = 'auto',
+                       pretrained_window_size: Optional[Sequence[int]] = None,
+                       dst_format: str = 'backbone') -> ConvertResult:
+    """Read ``src`` safely, convert it and write ``dst`` with the meta the backbone checks on load.
+
+    Args:
+        src: ``.pth``/``.pt``/``.bin``/``.safetensors`` file or Hugging Face model folder.
+        dst: output file; ``.safetensors`` writes safetensors, anything else a ``.pth`` dict.
+        src_format: ``'auto'`` or a layout name.
+        pretrained_window_size: overrides every other source of the pretrained window (one value
+            for all stages, or one per stage).
+        dst_format: ``'backbone'`` (for ``init_cfg``) or ``'official'`` (microsoft/Swin-Transformer
+            keys, ``{'model': ...}``).
+
+    Returns:
+        the conversion, the meta written, where the pretrained window came from and notes.
+
+    Raises:
+        FileNotFoundError, CheckpointError (incl. NotSwinV2Checkpoint), ValueError: see messages.
+    """
+    if dst_format not in DST_FORMATS:
+        raise ValueError(f'unknown destination format {dst_format!r}; use one of {DST_FORMATS}')
+    if os.path.abspath(src) == os.path.abspath(dst):
+        raise ValueError(f'destination {dst!r} is the source; write the converted checkpoint to another file')
+    state_dict, src_meta = read_checkpoint(src)
+    conv = convert_state_dict(state_dict, src_format)
+    windows, origin, notes = _pretrained_window(src, src_meta, conv, pretrained_window_size)
+    meta: Dict[str, Any] = dict(source=os.path.basename(os.path.normpath(src)), source_layout=conv.layout,
+                                arch=conv.arch.config())
+    if windows is not None:
+        meta[META_PRETRAINED_WINDOW] = windows
+    if conv.trained_window is not None:
+        meta['trained_window_size'] = conv.trained_window
+    if dst_format == 'official':
+        write_checkpoint(to_official_state_dict(conv.state_dict), dst, meta, wrapper='model')
+    else:
+        write_checkpoint(conv.state_dict, dst, meta)
+    return ConvertResult(conv, meta, origin, notes)
+
+
+def _pretrained_window(src: str, src_meta: Dict[str, Any], conv: Conversion,
+                       override: Optional[Sequence[int]]) -> Tuple[Optional[List[int]], str, List[str]]:
+    """(per-stage window or None, where it came from, notes). Flag > checkpoint evidence > file name."""
+    num_stages = conv.arch.num_stages
+    by_name = pretrained_window_from_name(src) if num_stages == 4 else None
+    if conv.coords_pretrained_window is not None:
+        evidence, origin = conv.coords_pretrained_window, 'from the coordinate tables stored in the checkpoint'
+    elif src_meta.get(META_PRETRAINED_WINDOW) is not None:
+        evidence = broadcast(_as_list(src_meta[META_PRETRAINED_WINDOW]), num_stages)
+        origin = 'from config.json' if os.path.isdir(src) else 'from the checkpoint meta'
+    else:
+        evidence, origin = None, ''
+    notes = []
+    if evidence is not None and by_name is not None and evidence != by_name:
+        notes.append(f'the file name suggests pretrained_window_size={by_name} but the checkpoint says {evidence} '
+                     f'({origin}); using {evidence}. Pass --pretrained-window-size to choose.')
+    if override is not None:
+        return broadcast(list(override), num_stages), 'from --pretrained-window-size', notes
+    if evidence is not None:
+        return evidence, origin, notes
+    if by_name is not None:
+        return by_name, 'from the released-checkpoint table, by file name', notes
+    return None, ('no coordinate table, config or known file name tells it: pass --pretrained-window-size with the '
+                  'window(s) the checkpoint was trained at, or the backbone cannot warn about a wrong setting'), notes
+
+
+def _as_list(value: Any) -> List[int]:
+    return [int(value)] if isinstance(value, int) else [int(v) for v in value]
+
+
+def _short(keys: Sequence[str], limit: int = 4) -> str:
+    return ', '.join(keys[:limit]) + (f', ... (+{len(keys) - limit})' if len(keys) > limit else '')

@@ -1,0 +1,85 @@
+"""Hugging Face transformers ``Swinv2*`` (``Swinv2Model``, ``Swinv2ForImageClassification``, ...).
+
+Keys have a ``swinv2.`` prefix (task models) or none (``Swinv2Model``, ``Swinv2Backbone``)::
+
+    embeddings.patch_embeddings.projection       -> patch_embed.proj
+    embeddings.norm                              -> patch_embed.norm
+    embeddings.mask_token                        -> mask_token (masked-image-modeling only, dropped)
+    encoder.layers.{i}.blocks.{j}.
+        layernorm_before                         -> norm1   (HF's name; it is the POST-attention norm)
+        attention.self.{query,key,value}.weight  -> attn.qkv.weight (3C, C), rows q, k, v
+        attention.self.query.bias                -> attn.q_bias   (the key has no bias)
+        attention.self.value.bias                -> attn.v_bias
+        attention.self.logit_scale               -> attn.logit_scale
+        attention.self.continuous_position_bias_mlp.{0,2} -> attn.cpb_mlp.{0,2}
+        attention.output.dense                   -> attn.proj
+        layernorm_after                          -> norm2
+        intermediate.dense                       -> mlp.fc1
+        output.dense                             -> mlp.fc2
+    encoder.layers.{i}.downsample.{reduction,norm} -> layers.{i}.downsample.*  (end of stage i, as official;
+                                                   ``Swinv2Stage`` merges after its blocks, reduction then norm)
+    layernorm                                    -> norm
+    classifier                                   -> head
+"""
+import re
+from typing import Dict
+
+import torch
+
+from ..errors import CheckpointError
+
+NAME = 'hf'
+_PREFIX = 'swinv2.'
+_RENAMES = (
+    (r'^embeddings\.patch_embeddings\.projection\.', 'patch_embed.proj.'),
+    (r'^embeddings\.norm\.', 'patch_embed.norm.'),
+    (r'^embeddings\.mask_token$', 'mask_token'),
+    (r'^encoder\.layers\.', 'layers.'),
+    (r'\.layernorm_before\.', '.norm1.'),
+    (r'\.layernorm_after\.', '.norm2.'),
+    (r'\.attention\.self\.query\.bias$', '.attn.q_bias'),
+    (r'\.attention\.self\.value\.bias$', '.attn.v_bias'),
+    (r'\.attention\.self\.continuous_position_bias_mlp\.', '.attn.cpb_mlp.'),
+    (r'\.attention\.self\.(logit_scale|relative_coords_table|relative_position_index)$', r'.attn.\1'),
+    (r'\.attention\.output\.dense\.', '.attn.proj.'),
+    (r'\.intermediate\.dense\.', '.mlp.fc1.'),
+    (r'\.output\.dense\.', '.mlp.fc2.'),
+    (r'^layernorm\.', 'norm.'),
+    (r'^classifier\.', 'head.'),
+)
+_QKV = re.compile(r'^(.*)\.attention\.self\.(query|key|value)\.weight$')
+
+
+def matches(state_dict: Dict[str, torch.Tensor]) -> bool:
+    """HF keys: a ``continuous_position_bias_mlp`` under ``attention.self``."""
+    return any('.attention.self.continuous_position_bias_mlp.' in k for k in state_dict)
+
+
+def to_official(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Rename to official keys and stack each block's query/key/value weights into ``qkv.weight``.
+
+    Raises:
+        CheckpointError: a block with only some of its query/key/value weights.
+    """
+    out: Dict[str, torch.Tensor] = {}
+    qkv: Dict[str, Dict[str, torch.Tensor]] = {}
+    for key, value in state_dict.items():
+        if key.startswith(_PREFIX):
+            key = key[len(_PREFIX):]
+        match = _QKV.match(key)
+        if match:
+            qkv.setdefault(_rename(match.group(1)), {})[match.group(2)] = value
+            continue
+        out[_rename(key)] = value
+    for block, parts in qkv.items():
+        if len(parts) != 3:
+            raise CheckpointError(f'{block}: found only the {"/".join(sorted(parts))} weight(s) of query/key/value; '
+                                  'the checkpoint is incomplete, download it again')
+        out[block + '.attn.qkv.weight'] = torch.cat([parts['query'], parts['key'], parts['value']])  # (3C, C)
+    return out
+
+
+def _rename(key: str) -> str:
+    for pattern, replacement in _RENAMES:
+        key = re.sub(pattern, replacement, key)
+    return key

@@ -1,0 +1,137 @@
+"""Safe reading and writing of checkpoint files.
+
+Weights from outside are only ever read with ``torch.load(weights_only=True)`` or safetensors, so a
+file carrying a pickled payload is refused instead of run. Files written here are plain dicts of
+tensors (``.pth``, loadable with ``weights_only=True``) or safetensors with the meta as metadata.
+"""
+import json
+import os
+import pickle
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+
+from .errors import CheckpointError
+from .windows import pretrained_window_from_hf_config
+
+_WRAPPER_KEYS = ('state_dict', 'model', 'module', 'params')
+# Weight files of a Hugging Face model folder, in order of preference.
+_HF_WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
+
+
+def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """Read a state dict and its meta from a file or a Hugging Face model folder.
+
+    Files: ``.pth``/``.pt``/``.bin`` (safe unpickler, tensors and plain containers only) or
+    ``.safetensors``. Folders (Hugging Face hub): ``model.safetensors`` or ``pytorch_model.bin``,
+    with a transformers ``config.json`` (``model_type`` must be ``swinv2``) or a timm one. Wrappers (``{'model': ...}``,
+    ``{'state_dict': ...}``) and a ``module.`` prefix (DDP) are removed; every other key is kept
+    as it is (a whole detector keeps its ``backbone.`` prefix, see ``convert_state_dict``).
+
+    Returns:
+        (state_dict, meta); meta is ``checkpoint['meta']``, the safetensors metadata (JSON values
+        decoded) or, for a folder, ``{'pretrained_window_size': [...]}`` from its config; else {}.
+
+    Raises:
+        FileNotFoundError: no such file or folder.
+        CheckpointError: empty, truncated or corrupt file, a folder without weights, or a file
+            with pickled objects beyond tensors.
+    """
+    if os.path.isdir(path):
+        return _read_hf_folder(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path!r} does not exist; check the path in init_cfg / the command line')
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f'checkpoint {path!r} is empty (0 bytes); download or copy it again')
+    if path.endswith('.safetensors'):
+        return _read_safetensors(path)
+    try:
+        obj = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f'refusing to load {path!r}: it contains pickled Python objects other than tensors ({first}). '
+            'Unpickling them could run arbitrary code. If the file comes from a source you trust, re-save only its '
+            'tensors (a plain state dict or .safetensors) and load that.') from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(
+            f'checkpoint {path!r} is truncated or corrupt ({err}); download or copy it again') from None
+    meta = obj.get('meta', {}) if isinstance(obj, dict) else {}
+    return _unwrap(obj, path), meta if isinstance(meta, dict) else {}
+
+
+def _read_safetensors(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    from safetensors import SafetensorError, safe_open
+    try:
+        with safe_open(path, framework='pt') as f:
+            state_dict = {k: f.get_tensor(k) for k in f.keys()}
+            raw_meta = f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f'safetensors file {path!r} is truncated or corrupt ({err})') from None
+    return _unwrap(state_dict, path), {k: _decode(v) for k, v in raw_meta.items()}
+
+
+def _decode(value: str) -> Any:
+    """A safetensors metadata value: JSON as :func:`write_checkpoint` writes it, else the raw string."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _read_hf_folder(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """A Hugging Face hub folder: transformers (config.json with model_type 'swinv2') or timm (no model_type)."""
+    config: Dict[str, Any] = {}
+    config_path = os.path.join(path, 'config.json')
+    if os.path.isfile(config_path):
+        with open(config_path, encoding='utf-8') as f:
+            config = json.load(f)
+    if config.get('model_type', 'swinv2') != 'swinv2':
+        raise CheckpointError(f'{config_path} has model_type {config["model_type"]!r}, not \'swinv2\': '
+                              'only Swin Transformer V2 weights load into SwinTransformerV2')
+    weights = next((os.path.join(path, name) for name in _HF_WEIGHT_FILES
+                    if os.path.isfile(os.path.join(path, name))), None)
+    if weights is None:
+        raise CheckpointError(f'folder {path!r} holds no {" or ".join(_HF_WEIGHT_FILES)} (found: '
+                              f'{", ".join(sorted(os.listdir(path))) or "nothing"}); pass a checkpoint file or a '
+                              'model folder. Sharded weights are not supported: SwinV2 models fit in one file')
+    state_dict, _ = read_checkpoint(weights)
+    windows = pretrained_window_from_hf_config(config) if 'model_type' in config else None
+    return state_dict, ({} if windows is None else {'pretrained_window_size': windows})
+
+
+def _unwrap(obj: Any, path: str) -> Dict[str, torch.Tensor]:
+    while isinstance(obj, dict):
+        inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, dict) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f'{path!r} holds no state dict of tensors')
+    state_dict = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if all(k.startswith('module.') for k in state_dict):
+        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
+    return state_dict
+
+
+def write_checkpoint(state_dict: Dict[str, torch.Tensor], path: str, meta: Optional[Dict[str, Any]] = None,
+                     wrapper: str = 'state_dict') -> None:
+    """Write ``state_dict`` and ``meta`` so that :func:`read_checkpoint` reads them back.
+
+    Args:
+        state_dict: tensors to write.
+        path: ``*.safetensors`` (meta as metadata, every value JSON-encoded) or anything
+            else for ``torch.save({wrapper: state_dict, 'meta': meta})``.
+        meta: JSON-compatible values (str, int, float, lists, dicts).
+        wrapper: key of the state dict in a ``.pth`` file (``'model'`` for the official layout).
+    """
+    meta = meta or {}
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    # Separate, contiguous storage per tensor: safetensors refuses shared or strided tensors.
+    tensors = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
+    if path.endswith('.safetensors'):
+        from safetensors.torch import save_file
+        save_file(tensors, path, metadata={k: json.dumps(v) for k, v in meta.items()})
+    else:
+        torch.save({wrapper: tensors, 'meta': meta}, path)
