@@ -59,3 +59,28 @@ def test_matches_timm(window, pws, size):
         expected = getattr(model, f'norm{i}')(feat).permute(0, 3, 1, 2)
         torch.testing.assert_close(out, expected, atol=1e-5, rtol=0, msg=f'stage {i}')
     torch.testing.assert_close(outs[3], final.permute(0, 3, 1, 2), atol=1e-5, rtol=0, msg='stage 3')
+
+
+@pytest.mark.parametrize('window, pws, size', CASES)
+def test_matches_hf_transformers(window, pws, size):
+    transformers = pytest.importorskip('transformers')
+    config = transformers.Swinv2Config(image_size=size, patch_size=4, embed_dim=ARCH['embed_dims'],
+                                       depths=ARCH['depths'], num_heads=ARCH['num_heads'], window_size=window,
+                                       pretrained_window_sizes=[pws] * 4, drop_path_rate=0.0,
+                                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    peer = transformers.Swinv2Model(config).eval()
+    _randomise(peer, 100 + window + pws)
+    state_dict, layout = to_backbone_state_dict(peer.state_dict())
+    assert layout == 'hf'
+    model = _ours(window, pws, state_dict)
+    x = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        outs = model(x)
+        embedded, dims = peer.embeddings(x)
+        encoded = peer.encoder(embedded, dims, output_hidden_states=True,
+                               output_hidden_states_before_downsampling=True, return_dict=True)
+        final = peer(x).last_hidden_state  # (B, L, C) after HF's final layernorm
+    for i in range(3):
+        expected = getattr(model, f'norm{i}')(encoded.reshaped_hidden_states[i + 1].permute(0, 2, 3, 1))
+        torch.testing.assert_close(outs[i], expected.permute(0, 3, 1, 2), atol=1e-5, rtol=0, msg=f'stage {i}')
+    torch.testing.assert_close(outs[3].flatten(2).transpose(1, 2), final, atol=1e-5, rtol=0, msg='stage 3')
