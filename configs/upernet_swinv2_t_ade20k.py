@@ -1,0 +1,70 @@
+"""UPerNet + SwinV2-T on ADE20K: 512x512 crops, 160k iterations, batch 16 (8 GPUs x 2 images).
+
+The Swin recipe for ADE20K (Liu et al., 2021, as in mmseg's configs/swin): UPerNet (mmseg's
+UPerHead) with an FCN auxiliary head on stage 3, AdamW (lr 6e-5, betas (0.9, 0.999), weight decay
+0.01), 1500-iteration linear warm-up then poly decay (power 1.0) to 0, stochastic depth 0.3.
+No weight decay on norms and on the V2 attention parameters (cpb_mlp, logit_scale, q_bias, v_bias).
+
+Backbone: the public ImageNet-1K SwinV2-T checkpoint trained at 256 px with window 16
+(swinv2_tiny_patch4_window16_256.pth; no ImageNet-22K SwinV2-T is public).  Its last stage ran
+on 8x8 maps, so its position-bias MLP saw windows [16, 16, 16, 8]: that is pretrained_window_size.
+Fine-tuned with window 16 (512 / 4 = 128 tokens: 8x8 windows in stage 0, one window in stage 3).
+
+Point at the checkpoint with
+    --cfg-options model.backbone.init_cfg.checkpoint=/path/to/swinv2_tiny_patch4_window16_256.pth
+(the ``checkpoint_file`` variable below is only the default path).
+
+Inference: whole image by default; ``--cfg-options model.test_cfg.mode=slide`` for sliding
+512x512 windows (stride 341); larger attention windows at test time with
+``--cfg-options model.backbone.window_size=24`` (the CPB bias is regenerated for any window);
+multi-scale + flip TTA through ``tta_model`` / ``tta_pipeline`` (see docs/segmentation.md).
+"""
+_base_ = [
+    'mmseg::_base_/models/upernet_swin.py',
+    'mmseg::_base_/datasets/ade20k.py',
+    'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_160k.py',
+]
+custom_imports = dict(imports=['swin_dense'], allow_failed_imports=False)
+
+checkpoint_file = 'checkpoints/swinv2_tiny_patch4_window16_256.pth'  # override model.backbone.init_cfg.checkpoint
+crop_size = (512, 512)
+data_preprocessor = dict(size=crop_size)
+model = dict(
+    data_preprocessor=data_preprocessor,
+    backbone=dict(
+        _delete_=True,  # mmseg's base has the V1 SwinTransformer with other arguments
+        type='SwinTransformerV2',
+        arch='tiny',
+        window_size=16,
+        pretrained_window_size=[16, 16, 16, 8],
+        drop_path_rate=0.3,
+        out_indices=(0, 1, 2, 3),
+        with_cp=False,
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)),
+    decode_head=dict(in_channels=[96, 192, 384, 768], num_classes=150),
+    auxiliary_head=dict(in_channels=384, num_classes=150),
+    # 'whole' runs the full (resized) image at once; crop_size/stride are used by mode='slide'
+    test_cfg=dict(mode='whole', crop_size=crop_size, stride=(341, 341)))
+
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
+    paramwise_cfg=dict(custom_keys={
+        'norm': dict(decay_mult=0.),  # every LayerNorm of the backbone (norm1/norm2, norm0..3, merging, embed)
+        'cpb_mlp': dict(decay_mult=0.),
+        'logit_scale': dict(decay_mult=0.),
+        'q_bias': dict(decay_mult=0.),
+        'v_bias': dict(decay_mult=0.),
+    }))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
+    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000, by_epoch=False),
+]
+
+# 8 GPUs x 2 images = 16; with fewer GPUs keep 16 images (gradient accumulation) or scale lr
+train_dataloader = dict(batch_size=2)
+val_dataloader = dict(batch_size=1)
+test_dataloader = val_dataloader
+auto_scale_lr = dict(enable=False, base_batch_size=16)
