@@ -24,6 +24,8 @@ setup(
         'opencv-python',
         'safetensors',
         'tqdm',
+        'fastapi',
+        'uvicorn',
     ],
     extras_require={
         'tests': ['pytest', 'timm', 'transformers==4.38.2', 'mmpretrain==1.2.0'],

@@ -55,7 +55,9 @@ def _enable_visualization(cfg: Config, task: str, show_dir: str) -> None:
     if task == 'det':
         hooks.visualization['test_out_dir'] = show_dir
     else:
-        cfg.visualizer['save_dir'] = show_dir
+        # mmseg's hook draws every `interval`-th image and saves under the visualizer's save_dir.
+        hooks.visualization['interval'] = 1
+        cfg.visualizer['save_dir'] = show_dir if osp.isabs(show_dir) else osp.join(cfg.work_dir, show_dir)
 
 
 def _add_dump(cfg: Config, task: str, out: str) -> None:

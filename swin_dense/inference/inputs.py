@@ -1,0 +1,246 @@
+"""Finding, reading and checking input images (shared by the batch tool and the HTTP server).
+
+* :func:`collect_inputs` turns the INPUT argument of ``tools/infer.py`` (an image, a folder searched
+  recursively, or a text file with one path per line) into a sorted list of :class:`InputImage`,
+  each with a stable relative ``key`` that names its outputs.
+* :func:`decode_image` turns encoded bytes into the BGR ``uint8`` array that mmcv's
+  ``LoadImageFromFile`` would produce (same decoder, same flags), after checking that the bytes are
+  an image at all, that the image is not truncated and that it is not larger than a pixel limit
+  (read from the header, before anything is decoded).
+* :func:`decode_base64` / :func:`is_url` check the strings the server receives.
+
+Every problem with one image raises :class:`ImageError`, whose ``reason`` is a short slug
+(``'empty'``, ``'not_an_image'``, ...) and whose message names the image.
+"""
+import base64
+import binascii
+import io
+import os
+import os.path as osp
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+#: File name extensions searched in folders (case-insensitive).
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+_URL_RE = re.compile(r'^[a-zA-Z][a-zA-Z0-9+.-]*://')
+_DATA_URI_RE = re.compile(r'^data:[^,;]*(;[^,;]*)*;base64,', re.IGNORECASE)
+
+
+class InputError(ValueError):
+    """The INPUT argument as a whole is unusable (missing, empty, no images)."""
+
+
+class ImageError(ValueError):
+    """One image cannot be used; ``reason`` is a slug, the message names the image."""
+
+    def __init__(self, name: str, reason: str, message: str, status: int = 400):
+        super().__init__(f'{name}: {message}')
+        self.name = name
+        self.message = message
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """One input image: its path and the relative key its outputs are named after."""
+    path: str
+    key: str
+
+    @property
+    def stem(self) -> str:
+        return osp.splitext(self.key)[0]
+
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _walk_images(folder: str, exclude: Sequence[str] = ()) -> List[str]:
+    excluded = {osp.realpath(e) for e in exclude}
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if osp.realpath(osp.join(root, d)) not in excluded)
+        found.extend(osp.join(root, f) for f in files if is_image_name(f))
+    return found
+
+
+def _read_list_file(path: str) -> List[str]:
+    base = osp.dirname(osp.abspath(path))
+    entries = []
+    try:
+        with open(path, encoding='utf-8') as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise InputError(f'{path} is neither an image ({", ".join(IMAGE_EXTENSIONS)}) nor a UTF-8 text file '
+                         f'with one image path per line ({e})') from None
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith('#'):
+            continue
+        entries.append(line if osp.isabs(line) else osp.join(base, line))
+    return entries
+
+
+def collect_inputs(input_arg: str, exclude: Sequence[str] = ()) -> List[InputImage]:
+    """The images INPUT names, in a stable order, with collision-free relative keys.
+
+    Args:
+        input_arg: an image file; a folder (searched recursively for IMAGE_EXTENSIONS, sorted by
+            relative path); or a text file with one path per line (blank lines and ``#`` comments
+            skipped, relative paths resolved against the list file's folder, order kept,
+            duplicates dropped; entries that do not exist are kept, and reported as unreadable
+            when they are processed).
+        exclude: folders not to search (the output folder, when it lies inside INPUT).
+
+    Raises:
+        InputError: INPUT does not exist, or names no image.
+    """
+    if not osp.exists(input_arg):
+        raise InputError(f'INPUT {input_arg!r} does not exist')
+    if osp.isdir(input_arg):
+        root = osp.abspath(input_arg)
+        paths = sorted(_walk_images(root, exclude), key=lambda p: osp.relpath(p, root).replace(os.sep, '/'))
+        if not paths:
+            raise InputError(f'no images found in folder {input_arg!r} (searched recursively for '
+                             f'{", ".join(IMAGE_EXTENSIONS)})')
+    elif is_image_name(input_arg):
+        paths = [osp.abspath(input_arg)]
+        root = osp.dirname(paths[0])
+    else:
+        seen, paths = set(), []
+        for p in _read_list_file(input_arg):
+            p = osp.abspath(p)
+            if p not in seen:
+                seen.add(p)
+                paths.append(p)
+        if not paths:
+            raise InputError(f'list file {input_arg!r} names no images (one path per line expected)')
+        root = osp.commonpath([osp.dirname(p) for p in paths])
+    keys = [osp.relpath(p, root).replace(os.sep, '/') for p in paths]
+    return [InputImage(path=p, key=k) for p, k in zip(paths, keys)]
+
+
+def output_stems(images: Sequence[InputImage]) -> List[str]:
+    """The output name (without extension) of each image: its key without the extension, or the
+    whole key where two inputs would otherwise share a name (``a.jpg`` and ``a.png``)."""
+    stems = [im.stem for im in images]
+    counts = {}
+    for s in stems:
+        counts[s] = counts.get(s, 0) + 1
+    return [im.key if counts[s] > 1 else s for im, s in zip(images, stems)]
+
+
+# ------------------------------------------------------------------------------------------- decoding
+def _jpeg_truncated(data: bytes) -> bool:
+    """A JPEG without its end-of-image marker (cut off while written or copied).
+
+    libjpeg decodes such files with a warning, filling the missing part with grey; they are
+    refused here instead. (Entropy-coded data cannot contain 0xFFD9, so its absence is decisive.)
+    """
+    return data[:3] == b'\xff\xd8\xff' and data.rfind(b'\xff\xd9') == -1
+
+
+def image_size(data: bytes, name: str) -> Tuple[int, int, str]:
+    """(width, height, format) from the image header, without decoding the pixels.
+
+    Raises:
+        ImageError: empty data, or bytes that are no image format PIL knows.
+    """
+    if not data:
+        raise ImageError(name, 'empty', 'the file is empty (0 bytes)')
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # DecompressionBombWarning: the pixel limit is ours
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+                fmt = im.format or '?'
+    except UnidentifiedImageError:
+        raise ImageError(name, 'not_an_image', f'not an image (unknown format; {len(data)} bytes starting '
+                                               f'{data[:8]!r})') from None
+    except Exception as e:  # noqa: BLE001  PIL raises assorted errors on hostile headers
+        raise ImageError(name, 'not_an_image', f'not an image ({type(e).__name__}: {e})') from None
+    if width <= 0 or height <= 0:
+        raise ImageError(name, 'not_an_image', f'image header gives an empty size {width}x{height}')
+    return width, height, fmt
+
+
+def decode_image(data: bytes, name: str, max_pixels: Optional[int] = None, color_type: str = 'color',
+                 imdecode_backend: str = 'cv2') -> np.ndarray:
+    """Decode encoded image bytes as mmcv's ``LoadImageFromFile`` does (BGR, ``uint8``).
+
+    Args:
+        data: the encoded image (JPEG, PNG, BMP, TIFF, WebP, ...).
+        name: how the image is called in error messages (a path, ``input_data[3]``).
+        max_pixels: refuse images with more pixels than this (checked on the header first).
+        color_type, imdecode_backend: as the config's ``LoadImageFromFile`` (``color`` / ``cv2``).
+
+    Raises:
+        ImageError: empty, not an image, truncated, too many pixels, or undecodable.
+    """
+    width, height, fmt = image_size(data, name)
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageError(name, 'too_many_pixels',
+                         f'image is {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}',
+                         status=413)
+    if _jpeg_truncated(data):
+        raise ImageError(name, 'truncated', 'JPEG data is truncated (no end-of-image marker)')
+    import mmcv
+    try:
+        img = mmcv.imfrombytes(data, flag=color_type, backend=imdecode_backend)
+    except Exception as e:  # noqa: BLE001  decoders raise assorted errors on corrupt data
+        raise ImageError(name, 'corrupt', f'{fmt} data cannot be decoded ({type(e).__name__}: {e})') from None
+    if img is None or img.size == 0:
+        raise ImageError(name, 'corrupt', f'{fmt} data cannot be decoded (corrupt or unsupported)')
+    if img.ndim == 2 and color_type != 'grayscale':
+        img = np.stack([img] * 3, axis=-1)
+    return img
+
+
+def read_image(path: str, max_pixels: Optional[int] = None, color_type: str = 'color',
+               imdecode_backend: str = 'cv2') -> np.ndarray:
+    """Read and decode one image file; :class:`ImageError` for missing, unreadable or bad files."""
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ImageError(path, 'missing', 'file not found') from None
+    except OSError as e:
+        raise ImageError(path, 'unreadable', f'cannot be read ({e.strerror or e})') from None
+    return decode_image(data, path, max_pixels=max_pixels, color_type=color_type, imdecode_backend=imdecode_backend)
+
+
+def is_url(text: str) -> bool:
+    """``scheme://...`` (http, https, ftp, file, s3, ...)."""
+    return bool(_URL_RE.match(text.strip()[:64]))
+
+
+def decode_base64(text: str, name: str) -> bytes:
+    """Bytes of a base64 string (standard or URL-safe alphabet, whitespace and a ``data:`` prefix allowed)."""
+    text = text.strip()
+    m = _DATA_URI_RE.match(text[:256])
+    if m:
+        text = text[m.end():]
+    text = ''.join(text.split())
+    if not text:
+        raise ImageError(name, 'bad_base64', 'empty string instead of a base64 image')
+    for altchars in (None, b'-_'):
+        try:
+            return base64.b64decode(text, altchars=altchars, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+    raise ImageError(name, 'bad_base64', 'not valid base64')
+
+
+def chunks(items: Sequence, size: int) -> Iterable[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+__all__ = ['IMAGE_EXTENSIONS', 'InputError', 'ImageError', 'InputImage', 'collect_inputs', 'output_stems',
+           'image_size', 'decode_image', 'read_image', 'is_url', 'decode_base64', 'is_image_name', 'chunks']

@@ -1,0 +1,130 @@
+"""swin_dense.inference.inputs: finding INPUT's images, decoding and refusing bad image bytes."""
+import base64
+import os
+
+import cv2
+import mmcv
+import numpy as np
+import pytest
+
+from swin_dense.inference.inputs import (ImageError, InputError, collect_inputs, decode_base64, decode_image,
+                                         image_size, is_url, output_stems, read_image)
+
+
+def _jpeg(h=40, w=60, seed=0):
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    return cv2.imencode('.jpg', img)[1].tobytes()
+
+
+def _png(h=40, w=60, channels=3, dtype=np.uint8):
+    img = np.arange(h * w * channels, dtype=np.int64).reshape(h, w, channels) % 251
+    return cv2.imencode('.png', img.astype(dtype).squeeze())[1].tobytes()
+
+
+def _write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'wb') as f:
+        f.write(data)
+    return str(path)
+
+
+# --------------------------------------------------------------------------------------- INPUT listing
+def test_folder_is_searched_recursively_sorted_with_extensions(tmp_path):
+    root = tmp_path / 'in'
+    for rel in ('b.jpg', 'a/2.PNG', 'a/1.jpeg', 'a/deep/x.webp', 'c.bmp', 'd.tif', 'e.tiff', 'notes.txt', 'f.gif'):
+        _write(str(root / rel), b'x')
+    out = root / 'out'  # an output folder inside INPUT is not searched
+    _write(str(out / 'vis' / 'old.png'), b'x')
+    images = collect_inputs(str(root), exclude=[str(out)])
+    assert [im.key for im in images] == ['a/1.jpeg', 'a/2.PNG', 'a/deep/x.webp', 'b.jpg', 'c.bmp', 'd.tif', 'e.tiff']
+    assert all(os.path.isabs(im.path) and os.path.isfile(im.path) for im in images)
+    assert output_stems(images) == ['a/1', 'a/2', 'a/deep/x', 'b', 'c', 'd', 'e']
+
+
+def test_single_image_and_list_file(tmp_path):
+    img = _write(str(tmp_path / 'data' / 'one.jpg'), b'x')
+    assert [(im.path, im.key) for im in collect_inputs(img)] == [(img, 'one.jpg')]
+    _write(str(tmp_path / 'data' / 'sub' / 'two.png'), b'x')
+    lst = tmp_path / 'data' / 'list.txt'
+    lst.write_text(f'# comment\n\nsub/two.png\n{img}\n  one.jpg  \nmissing.jpg\n')
+    images = collect_inputs(str(lst))
+    # order kept, relative to the list's folder, duplicates dropped, missing entries kept (reported later)
+    assert [im.key for im in images] == ['sub/two.png', 'one.jpg', 'missing.jpg']
+    assert images[0].path == str(tmp_path / 'data' / 'sub' / 'two.png')
+
+
+def test_empty_or_missing_input_fails_clearly(tmp_path):
+    (tmp_path / 'empty').mkdir()
+    _write(str(tmp_path / 'only_text' / 'a.txt'), b'hello')
+    with pytest.raises(InputError, match='no images found'):
+        collect_inputs(str(tmp_path / 'empty'))
+    with pytest.raises(InputError, match='no images found'):
+        collect_inputs(str(tmp_path / 'only_text'))
+    lst = tmp_path / 'list.txt'
+    lst.write_text('# nothing\n\n')
+    with pytest.raises(InputError, match='names no images'):
+        collect_inputs(str(lst))
+    with pytest.raises(InputError, match='does not exist'):
+        collect_inputs(str(tmp_path / 'nope'))
+    binary = tmp_path / 'weights.bin'
+    binary.write_bytes(b'\xff\xfe\x00\x81' * 10)
+    with pytest.raises(InputError, match='neither an image'):
+        collect_inputs(str(binary))
+
+
+def test_output_names_do_not_collide():
+    from swin_dense.inference.inputs import InputImage
+    images = [InputImage('/x/a.jpg', 'a.jpg'), InputImage('/x/a.png', 'a.png'), InputImage('/x/b.jpg', 'b.jpg')]
+    assert output_stems(images) == ['a.jpg', 'a.png', 'b']
+
+
+# ------------------------------------------------------------------------------------------- decoding
+def test_decode_matches_mmcv_load(tmp_path):
+    for data, name in ((_jpeg(), 'a.jpg'), (_png(), 'a.png')):
+        path = _write(str(tmp_path / name), data)
+        np.testing.assert_array_equal(read_image(path), mmcv.imread(path))
+    gray = decode_image(_png(channels=1), 'gray.png')
+    assert gray.shape == (40, 60, 3) and gray.dtype == np.uint8
+    assert image_size(_png(), 'x') == (60, 40, 'PNG')
+
+
+@pytest.mark.parametrize('data,reason', [
+    (b'', 'empty'),
+    (b'this is not an image at all' * 10, 'not_an_image'),
+    (_jpeg(80, 80)[:len(_jpeg(80, 80)) * 2 // 3], 'truncated'),
+    (_png(80, 80)[:200], 'corrupt'),
+], ids=['zero_bytes', 'text', 'truncated_jpeg', 'truncated_png'])
+def test_bad_bytes_are_refused_by_name(data, reason):
+    with pytest.raises(ImageError) as info:
+        decode_image(data, 'pics/bad.jpg')
+    assert info.value.reason == reason and info.value.status == 400
+    assert str(info.value).startswith('pics/bad.jpg: ')
+
+
+def test_missing_file_and_pixel_limit(tmp_path):
+    with pytest.raises(ImageError) as info:
+        read_image(str(tmp_path / 'gone.jpg'))
+    assert info.value.reason == 'missing'
+    data = _png(50, 60)
+    assert decode_image(data, 'x', max_pixels=3000).shape == (50, 60, 3)
+    with pytest.raises(ImageError) as info:
+        decode_image(data, 'x', max_pixels=2999)
+    assert info.value.reason == 'too_many_pixels' and info.value.status == 413
+    assert '60x50' in str(info.value)
+
+
+def test_base64_and_urls():
+    raw = _jpeg()
+    std = base64.b64encode(raw).decode()
+    assert decode_base64(std, 'x') == raw
+    assert decode_base64(base64.urlsafe_b64encode(raw).decode(), 'x') == raw
+    wrapped = '\n'.join(std[i:i + 76] for i in range(0, len(std), 76))  # as `base64` writes it
+    assert decode_base64(wrapped, 'x') == raw
+    assert decode_base64('data:image/jpeg;base64,' + std, 'x') == raw
+    for bad in ('!!!!', 'abc', ''):
+        with pytest.raises(ImageError) as info:
+            decode_base64(bad, 'input_data[0]')
+        assert info.value.reason == 'bad_base64'
+    assert is_url('http://example.com/a.jpg') and is_url('  HTTPS://x/y') and is_url('file:///etc/passwd')
+    assert is_url('s3://bucket/key.jpg') and not is_url(std) and not is_url('/9j/4AAQSkZJRg==')
