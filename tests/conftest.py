@@ -48,7 +48,8 @@ def tool_env():
 
 # ---------------------------------------------------------------- detection training run (shared)
 DET_SAMPLE_CONFIG = os.path.join(ROOT, 'configs', 'sample', 'cascade_swinv2_t_sample.py')
-# Short training of the sample config: enough epochs for a clear AP gain over the untrained model.
+# Short training of the sample config (60 iterations, warm-up shortened to 20): box AP 0.21 vs 0.00 untrained
+# when measured; enough for a clear gain over the untrained model.
 DET_TRAIN_EPOCHS = 1
 
 
@@ -72,7 +73,7 @@ def det_train_run(coco_sample, tmp_path_factory):
         sys.executable, os.path.join(ROOT, 'tools', 'train.py'), DET_SAMPLE_CONFIG, '--work-dir', work_dir,
         '--cfg-options', f'data_root={coco_sample}', f'train_cfg.max_epochs={DET_TRAIN_EPOCHS}',
         f'train_cfg.val_interval={DET_TRAIN_EPOCHS}', f'default_hooks.checkpoint.interval={DET_TRAIN_EPOCHS}',
-        'default_hooks.logger.interval=10',
+        'default_hooks.logger.interval=10', 'param_scheduler.0.end=20',  # 20-iteration warm-up: 1 epoch learns
     ])
     checkpoint = os.path.join(work_dir, f'epoch_{DET_TRAIN_EPOCHS}.pth')
     return dict(work_dir=work_dir, checkpoint=checkpoint, stdout=proc.stdout + proc.stderr,
