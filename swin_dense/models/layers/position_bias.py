@@ -88,5 +88,7 @@ def continuous_position_bias(cpb_mlp: nn.Module, num_heads: int, window_size: Tu
     with torch.autocast(device_type=device.type, enabled=False):
         bias_table = cpb_mlp(table.view(-1, 2)).float()  # ((2Wh-1)(2Ww-1), nH)
     n = window_size[0] * window_size[1]
-    bias = bias_table[index.view(-1)].view(n, n, num_heads).permute(2, 0, 1)
-    return 16 * torch.sigmoid(bias)
+    # sigmoid on the small table, then one gather into a contiguous (nH, N, N): fused attention
+    # kernels copy a non-contiguous mask on every call.
+    bias_table = 16 * torch.sigmoid(bias_table)
+    return torch.index_select(bias_table.t(), 1, index.view(-1)).view(num_heads, n, n)

@@ -25,6 +25,7 @@ from .position_bias import build_cpb_mlp, continuous_position_bias
 
 LOGIT_SCALE_MAX = math.log(1.0 / 0.01)
 ATTN_IMPLS = ('sdpa', 'eager')
+NORM_EPS = 1e-12  # F.normalize's
 
 
 class WindowAttentionV2(nn.Module):
@@ -101,23 +102,23 @@ class WindowAttentionV2(nn.Module):
         qkv_bias = None
         if self.q_bias is not None:
             qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
-        qkv = F.linear(x, self.qkv.weight, qkv_bias)
-        qkv = qkv.reshape(b_, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (B*nW, nH, N, hd)
-        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().float()
+        qkv = F.linear(x, self.qkv.weight, qkv_bias).view(b_, n, 3, self.num_heads, c // self.num_heads)
+        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().float()  # (nH, 1, 1)
         if self.attn_impl == 'eager':
             bias = self.position_bias(window_size)  # (nH, N, N), float32
             chunk = _chunk_length(b_, self.chunk_size, 1 if mask is None else mask.shape[0])
-            outs = [self._eager(q[i:i + chunk], k[i:i + chunk], v[i:i + chunk], scale, bias,
-                                _mask_rows(mask, i, chunk)) for i in range(0, b_, chunk)]
+            outs = [self._eager(qkv[i:i + chunk], scale, bias, _mask_rows(mask, i, chunk))
+                    for i in range(0, b_, chunk)]
         else:
             attn_mask = self.sdpa_mask(window_size, mask)  # (nW or 1, nH, N, N)
             nw = attn_mask.shape[0]
             # With a mask, at most one image's windows per call: the mask's batch then matches q's
             # exactly, which keeps SDPA on its fused CPU kernel (a broadcast 5-D call falls back to math).
             chunk = _chunk_length(b_, min(self.chunk_size or b_, nw) if nw > 1 else self.chunk_size, nw)
-            outs = [self._sdpa(q[i:i + chunk], k[i:i + chunk], v[i:i + chunk], scale,
-                               _mask_rows(attn_mask, i, chunk)) for i in range(0, b_, chunk)]
+            # q is scaled by exp(logit_scale), k by 1: one multiply normalises both and folds the scale in.
+            qk_scale = torch.stack((scale.view(-1, 1), torch.ones_like(scale.view(-1, 1))))  # (2, nH, 1)
+            outs = [self._sdpa(qkv[i:i + chunk], qk_scale, _mask_rows(attn_mask, i, chunk))
+                    for i in range(0, b_, chunk)]
         out = outs[0] if len(outs) == 1 else torch.cat(outs)
         out = out.to(x.dtype).transpose(1, 2).reshape(b_, n, c)
         return self.proj_drop(self.proj(out))
@@ -139,12 +140,12 @@ class WindowAttentionV2(nn.Module):
             self._sdpa_mask_cache = cached
         return cached[2]
 
-    def _eager(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: torch.Tensor,
-               bias: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """The official op order on (B', nH, N, hd) q, k, v in float32; returns (B', nH, N, hd)."""
-        b_, nh, n, _ = q.shape
-        with torch.autocast(device_type=q.device.type, enabled=False):
-            q, k, v = q.float(), k.float(), v.float()
+    def _eager(self, qkv: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,
+               mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """The official op order on (B', N, 3, nH, hd) qkv in float32; returns (B', nH, N, hd)."""
+        b_, n, _, nh, _ = qkv.shape
+        with torch.autocast(device_type=qkv.device.type, enabled=False):
+            q, k, v = qkv.float().permute(2, 0, 3, 1, 4).unbind(0)  # each (B', nH, N, hd)
             attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
             attn = attn * scale + bias.unsqueeze(0)
             if mask is not None:
@@ -154,17 +155,27 @@ class WindowAttentionV2(nn.Module):
             attn = self.attn_drop(attn.softmax(dim=-1))
             return attn @ v
 
-    def _sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: torch.Tensor,
-              attn_mask: torch.Tensor) -> torch.Tensor:
-        """Fused attention of (B', nH, N, hd) q, k, v in float32 with the scale folded into q.
+    def _sdpa(self, qkv: torch.Tensor, qk_scale: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """Fused attention of (B', N, 3, nH, hd) qkv in float32 with the logit scale folded into q.
 
-        ``attn_mask`` is (B', nH, N, N) or (1, nH, N, N). Returns (B', nH, N, hd).
+        q and k are normalised together in qkv's own layout, where the reduced dimension is
+        contiguous (three times faster on CPU than two ``F.normalize`` calls on permuted views).
+        ``qk_scale`` is (2, nH, 1): exp(logit_scale) for q, 1 for k. ``attn_mask`` is (B', nH, N, N)
+        or (1, nH, N, N). Returns (B', nH, N, hd).
         """
-        with torch.autocast(device_type=q.device.type, enabled=False):
-            q = F.normalize(q.float(), dim=-1) * scale
-            k = F.normalize(k.float(), dim=-1)
+        with torch.autocast(device_type=qkv.device.type, enabled=False):
+            qkv = qkv.float()
+            qk = qkv[:, :, :2]  # (B', N, 2, nH, hd)
+            norm = torch.linalg.vector_norm(qk, dim=-1, keepdim=True).clamp_min(NORM_EPS)
+            q, k = (qk * (qk_scale / norm)).transpose(1, 3).unbind(2)  # each (B', nH, N, hd)
+            v = qkv[:, :, 2].transpose(1, 2)
+            if q.device.type == 'cpu' and attn_mask.requires_grad:
+                # SDPA's CPU kernels take no mask gradient: it would run its math fallback, whose
+                # -inf-safe softmax costs extra passes. The same math, written out, is faster.
+                attn = self.attn_drop((q @ k.transpose(-2, -1)).add_(attn_mask).softmax(dim=-1))
+                return attn @ v
             dropout = self.attn_drop.p if self.training else 0.0
-            return F.scaled_dot_product_attention(q, k, v.float(), attn_mask=attn_mask, dropout_p=dropout, scale=1.0)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, scale=1.0)
 
 
 def _chunk_length(num_windows: int, chunk_size: int, windows_per_image: int) -> int:

@@ -27,14 +27,33 @@ def _official(attn, x, window, mask):
     return attn.proj(out.transpose(1, 2).reshape(b_, n, c))
 
 
+@pytest.mark.parametrize('grad', [True, False], ids=['train', 'inference'])
 @pytest.mark.parametrize('impl', ['eager', 'sdpa'])
-def test_matches_official_op_order(impl):
+def test_matches_official_op_order(impl, grad):
+    """Both paths, with the bias needing a gradient (written-out math on CPU) and without (fused kernel)."""
     attn = _randomised(WindowAttentionV2(16, 2, (6, 6), attn_impl=impl))
     x = torch.randn(2 * 6, 16, 16)
     mask = attention_mask((8, 12), (4, 4), (2, 2), (0, 0), False, torch.device('cpu'))
-    expected = _official(attn, x, (4, 4), mask)
+    with torch.no_grad():
+        expected = _official(attn, x, (4, 4), mask)
+    with torch.set_grad_enabled(grad):
+        out = attn(x, (4, 4), mask)
     atol = 0 if impl == 'eager' else 1e-5
-    torch.testing.assert_close(attn(x, (4, 4), mask), expected, atol=atol, rtol=0)
+    torch.testing.assert_close(out, expected, atol=atol, rtol=0)
+
+
+def test_sdpa_gradients_match_official():
+    attn = _randomised(WindowAttentionV2(16, 2, (6, 6), attn_impl='sdpa'))
+    x = torch.randn(2 * 6, 16, 16)
+    mask = attention_mask((8, 12), (4, 4), (2, 2), (0, 0), False, torch.device('cpu'))
+    target = torch.randn(2 * 6, 16, 16)
+    grads = []
+    for forward in (_official, lambda a, *args: a(*args)):
+        attn.zero_grad()
+        (forward(attn, x, (4, 4), mask) * target).sum().backward()
+        grads.append({name: p.grad.clone() for name, p in attn.named_parameters()})
+    for name, expected in grads[0].items():
+        torch.testing.assert_close(grads[1][name], expected, atol=1e-5, rtol=1e-5, msg=name)
 
 
 def test_chunked_attention_equals_full():
