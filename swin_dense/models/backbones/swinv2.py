@@ -100,8 +100,11 @@ class SwinTransformerV2(BaseModule):
             LayerNorm has no running statistics, so this only matters for added BatchNorms).
         with_cp: non-reentrant activation checkpointing of each block (saves memory, costs time).
         attn_impl: 'sdpa' (fused, default) or 'eager' (the official op order).
-        attn_chunk_size: windows per attention call, 0 for all at once; bounds memory at very
-            large inputs.
+        attn_chunk_size: sequential mode for very large inputs (SwinV2 paper, section 3.4): windows
+            per attention call and ``attn_chunk_size * window**2`` tokens per MLP call, each chunk
+            checkpointed in training, so no whole-map q/k/v, attention weights or MLP hidden
+            activations are held; 0 (default) for all at once. Costs about one extra forward of
+            attention and MLP in training; combine with ``with_cp`` for the smallest peak.
         mask_padding: stop real tokens from attending to the zero padding of border windows. Off by
             default, as in the official code, timm and HF (it changes results at sizes that are not
             window multiples).

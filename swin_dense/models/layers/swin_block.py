@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 from torch.utils.checkpoint import checkpoint
 
-from .window_attention import WindowAttentionV2
+from .window_attention import WindowAttentionV2, checkpoint_if_training
 from .window_masks import attention_mask, window_partition, window_reverse
 
 
@@ -45,13 +45,15 @@ class SwinBlockV2(nn.Module):
         attn_drop: dropout on the attention weights.
         drop_path: stochastic depth rate of this block.
         attn_impl: ``'sdpa'`` or ``'eager'`` (see :class:`WindowAttentionV2`).
-        chunk_size: windows per attention call, 0 for all.
+        chunk_size: sequential mode: windows per attention call and ``chunk_size * window**2``
+            tokens per MLP call, each checkpointed in training; 0 for all at once.
     """
 
     def __init__(self, dim: int, num_heads: int, pretrained_window_size: Tuple[int, int] = (0, 0),
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop: float = 0.0, attn_drop: float = 0.0,
                  drop_path: float = 0.0, attn_impl: str = 'sdpa', chunk_size: int = 0) -> None:
         super().__init__()
+        self.chunk_size = chunk_size
         self.attn = WindowAttentionV2(dim, num_heads, pretrained_window_size, qkv_bias=qkv_bias,
                                       attn_drop=attn_drop, proj_drop=drop, attn_impl=attn_impl,
                                       chunk_size=chunk_size)
@@ -87,7 +89,20 @@ class SwinBlockV2(nn.Module):
             x = torch.roll(x, shifts=(shift_size, shift_size), dims=(1, 2))
         x = x[:, :h, :w]
         x = shortcut + self.drop_path(self.norm1(x))
-        return x + self.drop_path(self.norm2(self.mlp(x)))
+        return x + self.drop_path(self._ffn(x, window_size))
+
+    def _ffn(self, x: torch.Tensor, window_size: int) -> torch.Tensor:
+        """``norm2(mlp(x))`` of (B, H, W, C). In sequential mode (``chunk_size`` > 0), over
+        ``chunk_size * window_size ** 2`` tokens at a time, each chunk checkpointed in training, so
+        the 4C-wide hidden activations of the whole map are never held."""
+        if self.chunk_size <= 0:
+            return self._norm_mlp(x)
+        parts = x.reshape(-1, x.shape[-1]).split(self.chunk_size * window_size ** 2)
+        return torch.cat([checkpoint_if_training(self._norm_mlp, part) for part in parts]).view(x.shape)
+
+    def _norm_mlp(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., C) -> (..., C)."""
+        return self.norm2(self.mlp(x))
 
 
 class PatchMergingV2(nn.Module):

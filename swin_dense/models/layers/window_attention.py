@@ -15,11 +15,12 @@ The cosine logits are always computed in float32 (under fp16/bf16 autocast too):
 116 lose most of their precision in half types.
 """
 import math
-from typing import Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from .position_bias import build_cpb_mlp, continuous_position_bias
 
@@ -98,30 +99,11 @@ class WindowAttentionV2(nn.Module):
         Returns:
             (B * nW, N, C).
         """
-        b_, n, c = x.shape
-        qkv_bias = None
-        if self.q_bias is not None:
-            qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
-        qkv = F.linear(x, self.qkv.weight, qkv_bias).view(b_, n, 3, self.num_heads, c // self.num_heads)
-        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().float()  # (nH, 1, 1)
-        if self.attn_impl == 'eager':
-            bias = self.position_bias(window_size)  # (nH, N, N), float32
-            chunk = _chunk_length(b_, self.chunk_size, 1 if mask is None else mask.shape[0])
-            outs = [self._eager(qkv[i:i + chunk], scale, bias, _mask_rows(mask, i, chunk))
-                    for i in range(0, b_, chunk)]
-        else:
-            attn_mask = self.sdpa_mask(window_size, mask)  # (nW or 1, nH, N, N)
-            nw = attn_mask.shape[0]
-            # With a mask, at most one image's windows per call: the mask's batch then matches q's
-            # exactly, which keeps SDPA on its fused CPU kernel (a broadcast 5-D call falls back to math).
-            chunk = _chunk_length(b_, min(self.chunk_size or b_, nw) if nw > 1 else self.chunk_size, nw)
-            # q is scaled by exp(logit_scale), k by 1: one multiply normalises both and folds the scale in.
-            qk_scale = torch.stack((scale.view(-1, 1), torch.ones_like(scale.view(-1, 1))))  # (2, nH, 1)
-            outs = [self._sdpa(qkv[i:i + chunk], qk_scale, _mask_rows(attn_mask, i, chunk))
-                    for i in range(0, b_, chunk)]
-        out = outs[0] if len(outs) == 1 else torch.cat(outs)
-        out = out.to(x.dtype).transpose(1, 2).reshape(b_, n, c)
-        return self.proj_drop(self.proj(out))
+        bias = self.position_bias(window_size)  # (nH, N, N), float32
+        if self.chunk_size > 0:
+            return self._sequential(x, bias, mask)
+        attn_mask = self.sdpa_mask(window_size, mask) if self.attn_impl == 'sdpa' else None
+        return self._attend(x, bias, mask, attn_mask)
 
     def sdpa_mask(self, window_size: Tuple[int, int], mask: Optional[torch.Tensor]) -> torch.Tensor:
         """``16 * sigmoid(bias) + mask`` of shape (nW, nH, N, N), or (1, nH, N, N) without a mask.
@@ -139,6 +121,63 @@ class WindowAttentionV2(nn.Module):
             cached = (bias, mask, bias.unsqueeze(0) + mask.unsqueeze(1))
             self._sdpa_mask_cache = cached
         return cached[2]
+
+    def _sequential(self, x: torch.Tensor, bias: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """Sequential attention (SwinV2 paper, section 3.4): ``chunk_size`` windows at a time.
+
+        Each chunk computes its own q/k/v, bias + mask rows, attention and output projection, so
+        nothing larger than a chunk's is ever held. While gradients are recorded each chunk is
+        checkpointed (recomputed in backward): otherwise autograd would keep every chunk's q/k/v
+        and attention weights, and chunking would save nothing in training.
+
+        Args:
+            x: (B * nW, N, C).
+            bias: (nH, N, N) position bias.
+            mask: (nW, N, N) or None.
+
+        Returns:
+            (B * nW, N, C).
+        """
+        b_ = x.shape[0]
+        nw = 1 if mask is None else mask.shape[0]
+        chunk = _chunk_length(b_, min(self.chunk_size, nw) if nw > 1 else self.chunk_size, nw)  # within one image
+        outs = [checkpoint_if_training(self._attend, x[i:i + chunk], bias, _mask_rows(mask, i, chunk))
+                for i in range(0, b_, chunk)]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+    def _attend(self, x: torch.Tensor, bias: torch.Tensor, mask: Optional[torch.Tensor],
+                attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """qkv projection, attention and output projection of (B', N, C) windows.
+
+        Args:
+            x: (B', N, C), whole images' windows or a chunk within one image.
+            bias: (nH, N, N).
+            mask: (nW, N, N) or the chunk's (B', N, N) rows, or None.
+            attn_mask: ``'sdpa'`` only: the (nW or 1, nH, N, N) bias + mask when already built.
+
+        Returns:
+            (B', N, C).
+        """
+        b_, n, c = x.shape
+        qkv_bias = None
+        if self.q_bias is not None:
+            qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+        qkv = F.linear(x, self.qkv.weight, qkv_bias).view(b_, n, 3, self.num_heads, c // self.num_heads)
+        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().float()  # (nH, 1, 1)
+        if self.attn_impl == 'eager':
+            out = self._eager(qkv, scale, bias, mask)
+        else:
+            if attn_mask is None:
+                attn_mask = bias.unsqueeze(0) if mask is None else bias.unsqueeze(0) + mask.unsqueeze(1)
+            # q is scaled by exp(logit_scale), k by 1: one multiply normalises both and folds the scale in.
+            qk_scale = torch.stack((scale.view(-1, 1), torch.ones_like(scale.view(-1, 1))))  # (2, nH, 1)
+            # With a mask, one image's windows per call: the mask's batch then matches q's exactly,
+            # which keeps SDPA on its fused CPU kernel (a broadcast 5-D call falls back to math).
+            step = attn_mask.shape[0] if attn_mask.shape[0] > 1 else b_
+            outs = [self._sdpa(qkv[i:i + step], qk_scale, attn_mask) for i in range(0, b_, step)]
+            out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        out = out.to(x.dtype).transpose(1, 2).reshape(b_, n, c)
+        return self.proj_drop(self.proj(out))
 
     def _eager(self, qkv: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,
                mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -176,6 +215,13 @@ class WindowAttentionV2(nn.Module):
                 return attn @ v
             dropout = self.attn_drop.p if self.training else 0.0
             return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, scale=1.0)
+
+
+def checkpoint_if_training(fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
+    """``fn(*args)``, checkpointed (non-reentrant, recomputed in backward) while gradients are recorded."""
+    if torch.is_grad_enabled():
+        return checkpoint(fn, *args, use_reentrant=False)
+    return fn(*args)
 
 
 def _chunk_length(num_windows: int, chunk_size: int, windows_per_image: int) -> int:

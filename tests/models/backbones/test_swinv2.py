@@ -102,6 +102,32 @@ def test_sdpa_and_eager_agree_and_chunking_is_exact():
         torch.testing.assert_close(c, s, atol=1e-6, rtol=0)
 
 
+def test_sequential_mode_trains_like_full_with_a_smaller_peak():
+    """attn_chunk_size in training: same loss and gradients (with and without with_cp), and autograd
+    keeps far fewer bytes, since q/k/v, attention weights and MLP hidden are recomputed per chunk."""
+    x = torch.randn(2, 3, 97, 130)
+    results = {}
+    for chunk, with_cp in ((0, False), (2, False), (2, True)):
+        model = _model(window_size=8, attn_chunk_size=chunk, with_cp=with_cp).train()
+        saved = 0
+
+        def pack(t):
+            nonlocal saved
+            saved += t.numel() * t.element_size()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = sum(o.square().mean() for o in model(x))
+        loss.backward()
+        results[chunk, with_cp] = (loss.detach(), {n: p.grad for n, p in model.named_parameters()}, saved)
+    full_loss, full_grads, full_saved = results[0, False]
+    for key in ((2, False), (2, True)):
+        loss, grads, saved = results[key]
+        torch.testing.assert_close(loss, full_loss, atol=1e-6, rtol=1e-5)
+        for name, grad in full_grads.items():
+            torch.testing.assert_close(grads[name], grad, atol=1e-5, rtol=1e-4, msg=f'{key}: {name}')
+    assert results[2, False][2] < 0.5 * full_saved
+
+
 def test_drop_path_is_applied_after_the_post_norm():
     """A dropped residual branch contributes exactly 0 (official), not LN(0) = beta (mmpretrain's order)."""
     model = _model(arch=dict(embed_dims=16, depths=[1], num_heads=[1]), out_indices=(0,))

@@ -94,3 +94,38 @@ def test_all_zero_tokens_stay_finite_in_half_precision_autocast():
     with torch.autocast('cpu', dtype=torch.bfloat16):
         out = attn(x, (4, 4), None)
     assert torch.isfinite(out).all()
+
+
+def _saved_bytes(fn) -> int:
+    """Bytes of the tensors autograd keeps for backward while ``fn`` runs."""
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total
+
+
+def test_sequential_attention_trains_like_full_and_keeps_no_attention_weights():
+    """chunk_size > 0 in training: same output and gradients, and no (windows, heads, N, N) tensor saved."""
+    torch.manual_seed(0)
+    x = torch.randn(2 * 6, 64, 16, requires_grad=True)
+    mask = attention_mask((16, 24), (8, 8), (4, 4), (0, 0), False, torch.device('cpu'))
+    results = []
+    for chunk in (0, 2):
+        attn = _randomised(WindowAttentionV2(16, 2, chunk_size=chunk))
+        x.grad = None
+        out = attn(x, (8, 8), mask)
+        out.square().sum().backward()
+        saved = _saved_bytes(lambda: attn(x, (8, 8), mask))
+        results.append((out.detach(), x.grad.clone(), attn.cpb_mlp[0].weight.grad.clone(), saved))
+    (out0, gx0, gb0, saved_full), (out2, gx2, gb2, saved_seq) = results
+    torch.testing.assert_close(out2, out0, atol=1e-5, rtol=0)
+    torch.testing.assert_close(gx2, gx0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gb2, gb0, atol=1e-5, rtol=1e-5)
+    attention_weights = 2 * 6 * 2 * 64 * 64 * 4  # (B * nW, nH, N, N) float32
+    assert saved_full > attention_weights
+    assert saved_seq < saved_full - attention_weights
