@@ -1,5 +1,7 @@
 """Convert SwinV2 checkpoints of every known layout to the backbone layout, accounting for every tensor.
 
+(Swin V1 checkpoints are converted by the ``v1`` subpackage; :func:`convert_checkpoint` sends them there.)
+
 :func:`convert_state_dict` runs the pipeline on a state dict:
 
 1. a whole model (keys ``backbone.*``): keep the backbone, count everything else as dropped;
@@ -17,29 +19,26 @@ scheme plus output norms ``norm{i}``; :func:`to_official_state_dict` goes back.
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 
-from .detect import detect_layout
-from .errors import CheckpointError
+from .common import DROP_RULES, OUTSIDE_BACKBONE, block_depths, coverage_line, drop_reason, short, split_backbone
+from .detect import SWIN_V1, detect_layout, detect_version
+from .errors import CheckpointError, SwinV1Checkpoint
 from .layouts import LAYOUTS
 from .read import read_checkpoint, write_checkpoint
+from .v1 import V1_LAYOUTS, V1ConvertResult, convert_v1_checkpoint
 from .windows import (broadcast, pretrained_window_from_coords, pretrained_window_from_name,
                       trained_windows)
 
+__all__ = ['Arch', 'Conversion', 'ConvertResult', 'DROP_RULES', 'DST_FORMATS', 'META_PRETRAINED_WINDOW',
+           'OUTSIDE_BACKBONE', 'backbone_keys', 'convert_checkpoint', 'convert_state_dict', 'infer_arch',
+           'to_official_state_dict']
+
 META_PRETRAINED_WINDOW = 'pretrained_window_size'
 DST_FORMATS = ('backbone', 'official')
-OUTSIDE_BACKBONE = 'outside the backbone of a whole model (neck, heads)'
-_WINDOW_BUFFERS = re.compile(r'(relative_coords_table|relative_position_index|attn_mask)$')
-# Official-scheme keys that are no backbone weights: (why they are dropped, test).
-DROP_RULES: Tuple[Tuple[str, Callable[[str], bool]], ...] = (
-    ('window buffers (rebuilt by the model for its window)', lambda k: bool(_WINDOW_BUFFERS.search(k))),
-    ('classification head', lambda k: k.startswith('head.')),
-    ('masked-image-modeling only (mask token, decoder)', lambda k: k == 'mask_token' or k.startswith('decoder.')),
-)
 _STAGE = re.compile(r'^layers\.(\d+)\.')
-_BLOCK = re.compile(r'^layers\.(\d+)\.blocks\.(\d+)\.')
 _BLOCK_KEYS = ('norm1.weight', 'norm1.bias', 'attn.qkv.weight', 'attn.logit_scale', 'attn.cpb_mlp.0.weight',
                'attn.cpb_mlp.0.bias', 'attn.cpb_mlp.2.weight', 'attn.proj.weight', 'attn.proj.bias', 'norm2.weight',
                'norm2.bias', 'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight', 'mlp.fc2.bias')
@@ -105,10 +104,7 @@ class Conversion:
 
     def coverage(self) -> str:
         """One line: source tensors used / dropped and why."""
-        reasons = '; '.join(f'{len(keys)} {reason} (e.g. {keys[0]})' for reason, keys in self.dropped.items())
-        dropped = self.num_source - self.num_used
-        return (f'used {self.num_used}/{self.num_source} source tensors -> {len(self.state_dict)} backbone tensors; '
-                f'dropped {dropped}' + (f': {reasons}' if reasons else ''))
+        return coverage_line(self.num_source, self.dropped, f'{len(self.state_dict)} backbone tensors')
 
 
 def convert_state_dict(state_dict: Dict[str, torch.Tensor], layout: str = 'auto') -> Conversion:
@@ -119,18 +115,13 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor], layout: str = 'auto'
         layout: ``'auto'`` (detect) or a key of ``LAYOUTS``.
 
     Raises:
-        NotSwinV2Checkpoint: no layout matches.
+        NotSwinV2Checkpoint: no layout matches (``SwinV1Checkpoint`` for Swin V1 weights: convert those
+            with :func:`convert_checkpoint` or ``v1.convert_v1_state_dict`` for mmdet/mmseg).
         CheckpointError: the given layout does not match, or tensors with no place in
             SwinTransformerV2, or missing ones.
         ValueError: an unknown layout name.
     """
-    dropped: Dict[str, List[str]] = {}
-    source = state_dict
-    if any(k.startswith('backbone.') for k in state_dict):
-        source = {k[len('backbone.'):]: v for k, v in state_dict.items() if k.startswith('backbone.')}
-        for key in state_dict:
-            if not key.startswith('backbone.'):
-                dropped.setdefault(_drop_reason(key) or OUTSIDE_BACKBONE, []).append(key)
+    source, dropped = split_backbone(state_dict)
     if layout == 'auto':
         layout = detect_layout(source)
     elif layout not in LAYOUTS:
@@ -142,7 +133,7 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor], layout: str = 'auto'
     arch = infer_arch(official)
     out: Dict[str, torch.Tensor] = {}
     for key, value in official.items():
-        reason = _drop_reason(key)
+        reason = drop_reason(key)
         if reason is not None:
             dropped.setdefault(reason, []).append(key)
             continue
@@ -155,12 +146,10 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor], layout: str = 'auto'
 def _detected(state_dict: Dict[str, torch.Tensor]) -> str:
     try:
         return f'the {detect_layout(state_dict)} layout'
+    except SwinV1Checkpoint:
+        return 'Swin V1 (use --src-format auto or a v1-* layout)'
     except CheckpointError:
         return 'no SwinV2 layout'
-
-
-def _drop_reason(key: str) -> Optional[str]:
-    return next((reason for reason, test in DROP_RULES if test(key)), None)
 
 
 def infer_arch(official: Dict[str, torch.Tensor]) -> Arch:
@@ -173,12 +162,7 @@ def infer_arch(official: Dict[str, torch.Tensor]) -> Arch:
     if proj is None or proj.dim() != 4:
         raise CheckpointError('the checkpoint has no patch embedding (patch_embed.proj.weight, a 4-D conv weight); '
                               'it is incomplete or no SwinV2 backbone')
-    depths: Dict[int, int] = {}
-    for key in official:
-        match = _BLOCK.match(key)
-        if match:
-            stage, block = int(match.group(1)), int(match.group(2))
-            depths[stage] = max(depths.get(stage, 0), block + 1)
+    depths = block_depths(official)
     num_stages = max(depths, default=-1) + 1
     if num_stages == 0 or sorted(depths) != list(range(num_stages)):
         raise CheckpointError(f'the checkpoint has blocks in stages {sorted(depths)}; expected stages 0..n-1, '
@@ -217,13 +201,13 @@ def _check_keys(state_dict: Dict[str, torch.Tensor], arch: Arch, layout: str) ->
     if unknown:
         raise CheckpointError(
             f'{len(unknown)} tensor(s) of this {layout}-layout checkpoint have no place in SwinTransformerV2 '
-            f'({_short(unknown)}): it is a SwinV2 variant this backbone does not implement (absolute position '
+            f'({short(unknown)}): it is a SwinV2 variant this backbone does not implement (absolute position '
             'embedding, extra norms, another attention), or the wrong --src-format was given')
     missing = sorted(required - set(state_dict))
     if missing:
         raise CheckpointError(
             f'the {layout}-layout checkpoint lacks {len(missing)} tensor(s) that its architecture ({arch.describe()}) '
-            f'needs ({_short(missing)}): it is incomplete or truncated; download or export it again')
+            f'needs ({short(missing)}): it is incomplete or truncated; download or export it again')
 
 
 def to_official_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -251,7 +235,8 @@ class ConvertResult:
         conv = self.conversion
         window = f'; trained windows {conv.trained_window}' if conv.trained_window else ''
         pretrained = self.meta.get(META_PRETRAINED_WINDOW)
-        lines = [f'layout: {conv.layout}',
+        lines = ['version: Swin V2',
+                 f'layout: {conv.layout}',
                  f'architecture: {conv.arch.describe()}{window}',
                  f'pretrained_window_size: {pretrained} ({self.pretrained_window_source})' if pretrained is not None
                  else f'pretrained_window_size: unknown ({self.pretrained_window_source})',
@@ -267,29 +252,52 @@ class ConvertResult:
 
 def convert_checkpoint(src: str, dst: str, src_format: str = 'auto',
                        pretrained_window_size: Optional[Sequence[int]] = None,
-                       dst_format: str = 'backbone') -> ConvertResult:
+                       dst_format: str = 'backbone',
+                       window_size: Optional[int] = None) -> Union[ConvertResult, V1ConvertResult]:
     """Read ``src`` safely, convert it and write ``dst`` with the meta the backbone checks on load.
+
+    The Swin version is detected from the keys (``detect.detect_version``) unless ``src_format``
+    names a V1 layout: SwinV2 goes to :class:`SwinTransformerV2`'s layout (below), Swin V1 to the
+    layout of mmdet's / mmseg's ``SwinTransformer`` (:func:`v1.convert_v1_checkpoint`).
 
     Args:
         src: ``.pth``/``.pt``/``.bin``/``.safetensors`` file or Hugging Face model folder.
-        dst: output file; ``.safetensors`` writes safetensors, anything else a ``.pth`` dict.
-        src_format: ``'auto'`` or a layout name.
-        pretrained_window_size: overrides every other source of the pretrained window (one value
-            for all stages, or one per stage).
-        dst_format: ``'backbone'`` (for ``init_cfg``) or ``'official'`` (microsoft/Swin-Transformer
-            keys, ``{'model': ...}``).
+        dst: output file; ``.safetensors`` writes safetensors, anything else a ``.pth`` dict
+            (Swin V1: ``.pth`` only, as mmdet/mmseg read it with ``torch.load``).
+        src_format: ``'auto'``, a SwinV2 layout name (``LAYOUTS``) or a Swin V1 one (``V1_LAYOUTS``).
+        pretrained_window_size: SwinV2 only; overrides every other source of the pretrained window
+            (one value for all stages, or one per stage).
+        dst_format: ``'backbone'`` (for ``init_cfg``) or, SwinV2 only, ``'official'``
+            (microsoft/Swin-Transformer keys, ``{'model': ...}``).
+        window_size: Swin V1 only; resize every ``relative_position_bias_table`` to this window.
 
     Returns:
-        the conversion, the meta written, where the pretrained window came from and notes.
+        SwinV2: the conversion, the meta written, where the pretrained window came from and notes;
+        Swin V1: a :class:`V1ConvertResult`. Both have ``report(dst, dst_format)``.
 
     Raises:
         FileNotFoundError, CheckpointError (incl. NotSwinV2Checkpoint), ValueError: see messages.
     """
     if dst_format not in DST_FORMATS:
         raise ValueError(f'unknown destination format {dst_format!r}; use one of {DST_FORMATS}')
+    if src_format not in ('auto', *LAYOUTS, *V1_LAYOUTS):
+        raise ValueError(f'unknown source format {src_format!r}; use auto, a SwinV2 layout ({", ".join(LAYOUTS)}) '
+                         f'or a Swin V1 layout ({", ".join(V1_LAYOUTS)})')
     if os.path.abspath(src) == os.path.abspath(dst):
         raise ValueError(f'destination {dst!r} is the source; write the converted checkpoint to another file')
     state_dict, src_meta = read_checkpoint(src)
+    if src_format in V1_LAYOUTS or (src_format == 'auto' and detect_version(state_dict) == SWIN_V1):
+        if pretrained_window_size is not None:
+            raise ValueError('pretrained_window_size (--pretrained-window-size) is a SwinV2 setting and this is a Swin '
+                             'V1 checkpoint; to use V1 weights at another window pass window_size (--window-size)')
+        if dst_format != 'backbone':
+            raise ValueError(f'dst_format {dst_format!r} is for SwinV2; a Swin V1 checkpoint is written in the '
+                             "layout of mmdet's / mmseg's SwinTransformer only (dst_format 'backbone')")
+        return convert_v1_checkpoint(state_dict, src, dst, src_format, window_size)
+    if window_size is not None:
+        raise ValueError('window_size (--window-size) resizes the position bias tables of Swin V1 checkpoints; this '
+                         'is SwinV2, whose position bias MLP runs at any window: set window_size in the backbone '
+                         'config and keep the pretrained_window_size the converter records')
     conv = convert_state_dict(state_dict, src_format)
     windows, origin, notes = _pretrained_window(src, src_meta, conv, pretrained_window_size)
     meta: Dict[str, Any] = dict(source=os.path.basename(os.path.normpath(src)), source_layout=conv.layout,
@@ -333,7 +341,3 @@ def _pretrained_window(src: str, src_meta: Dict[str, Any], conv: Conversion,
 
 def _as_list(value: Any) -> List[int]:
     return [int(value)] if isinstance(value, int) else [int(v) for v in value]
-
-
-def _short(keys: Sequence[str], limit: int = 4) -> str:
-    return ', '.join(keys[:limit]) + (f', ... (+{len(keys) - limit})' if len(keys) > limit else '')

@@ -7,3 +7,7 @@ class CheckpointError(ValueError):
 
 class NotSwinV2Checkpoint(CheckpointError):
     """The state dict matches none of the known SwinV2 layouts."""
+
+
+class SwinV1Checkpoint(NotSwinV2Checkpoint):
+    """A Swin V1 state dict where SwinV2 weights are needed (:class:`SwinTransformerV2` cannot use it)."""

@@ -62,8 +62,9 @@ def load_pretrained(model: nn.Module, path: str, layout: str = 'auto') -> Dict[s
         dict with the ``loaded``, ``missing`` and ``unexpected`` key lists.
 
     Raises:
-        CheckpointError: nothing matches, tensors with no place in the backbone, another number of
-            stages, or shapes disagree (all mismatches listed).
+        CheckpointError: nothing matches (``SwinV1Checkpoint`` for Swin V1 weights, saying to use
+            mmdet's / mmseg's SwinTransformer and tools/convert_checkpoint.py), tensors with no place
+            in the backbone, another number of stages, or shapes disagree (all mismatches listed).
     """
     raw, meta = read_checkpoint(path)
     conversion = _convert(raw, layout, len(model.layers))

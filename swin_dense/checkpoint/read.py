@@ -17,6 +17,8 @@ from .windows import pretrained_window_from_hf_config
 _WRAPPER_KEYS = ('state_dict', 'model', 'module', 'params')
 # Weight files of a Hugging Face model folder, in order of preference.
 _HF_WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
+# transformers model types read: SwinV2, and Swin V1 (converted for mmdet/mmseg, refused by SwinTransformerV2).
+_HF_MODEL_TYPES = ('swinv2', 'swin')
 
 
 def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
@@ -24,8 +26,9 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]
 
     Files: ``.pth``/``.pt``/``.bin`` (safe unpickler, tensors and plain containers only) or
     ``.safetensors``. Folders (Hugging Face hub): ``model.safetensors`` or ``pytorch_model.bin``,
-    with a transformers ``config.json`` (``model_type`` must be ``swinv2``) or a timm one. Wrappers (``{'model': ...}``,
-    ``{'state_dict': ...}``) and a ``module.`` prefix (DDP) are removed; every other key is kept
+    with a transformers ``config.json`` (``model_type`` ``swinv2``, or ``swin`` for V1) or a timm
+    one. Wrappers (``{'model': ...}``, ``{'state_dict': ...}``) and a ``module.`` prefix (DDP) are
+    removed; every other key is kept
     as it is (a whole detector keeps its ``backbone.`` prefix, see ``convert_state_dict``).
 
     Returns:
@@ -80,15 +83,15 @@ def _decode(value: str) -> Any:
 
 
 def _read_hf_folder(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
-    """A Hugging Face hub folder: transformers (config.json with model_type 'swinv2') or timm (no model_type)."""
+    """A Hugging Face hub folder: transformers (config.json, model_type 'swinv2' or 'swin') or timm (no model_type)."""
     config: Dict[str, Any] = {}
     config_path = os.path.join(path, 'config.json')
     if os.path.isfile(config_path):
         with open(config_path, encoding='utf-8') as f:
             config = json.load(f)
-    if config.get('model_type', 'swinv2') != 'swinv2':
-        raise CheckpointError(f'{config_path} has model_type {config["model_type"]!r}, not \'swinv2\': '
-                              'only Swin Transformer V2 weights load into SwinTransformerV2')
+    if config.get('model_type', 'swinv2') not in _HF_MODEL_TYPES:
+        raise CheckpointError(f'{config_path} has model_type {config["model_type"]!r}, not one of {_HF_MODEL_TYPES}: '
+                              'only Swin Transformer weights (V2, or V1 for mmdet/mmseg SwinTransformer) are read')
     weights = next((os.path.join(path, name) for name in _HF_WEIGHT_FILES
                     if os.path.isfile(os.path.join(path, name))), None)
     if weights is None:
@@ -96,7 +99,7 @@ def _read_hf_folder(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]
                               f'{", ".join(sorted(os.listdir(path))) or "nothing"}); pass a checkpoint file or a '
                               'model folder. Sharded weights are not supported: SwinV2 models fit in one file')
     state_dict, _ = read_checkpoint(weights)
-    windows = pretrained_window_from_hf_config(config) if 'model_type' in config else None
+    windows = pretrained_window_from_hf_config(config) if config.get('model_type') == 'swinv2' else None
     return state_dict, ({} if windows is None else {'pretrained_window_size': windows})
 
 

@@ -22,7 +22,7 @@ Keys have a ``swinv2.`` prefix (task models) or none (``Swinv2Model``, ``Swinv2B
     classifier                                   -> head
 """
 import re
-from typing import Dict
+from typing import Dict, Sequence, Tuple
 
 import torch
 
@@ -40,14 +40,14 @@ _RENAMES = (
     (r'\.attention\.self\.query\.bias$', '.attn.q_bias'),
     (r'\.attention\.self\.value\.bias$', '.attn.v_bias'),
     (r'\.attention\.self\.continuous_position_bias_mlp\.', '.attn.cpb_mlp.'),
-    (r'\.attention\.self\.(logit_scale|relative_coords_table|relative_position_index)$', r'.attn.\1'),
+    (r'\.attention\.self\.(logit_scale|relative_coords_table|relative_position_index|relative_position_bias_table)$',
+     r'.attn.\1'),
     (r'\.attention\.output\.dense\.', '.attn.proj.'),
     (r'\.intermediate\.dense\.', '.mlp.fc1.'),
     (r'\.output\.dense\.', '.mlp.fc2.'),
     (r'^layernorm\.', 'norm.'),
     (r'^classifier\.', 'head.'),
 )
-_QKV = re.compile(r'^(.*)\.attention\.self\.(query|key|value)\.weight$')
 
 
 def matches(state_dict: Dict[str, torch.Tensor]) -> bool:
@@ -61,21 +61,39 @@ def to_official(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     Raises:
         CheckpointError: a block with only some of its query/key/value weights.
     """
+    return hf_to_official(state_dict, _PREFIX, stacked=('weight',))
+
+
+def hf_to_official(state_dict: Dict[str, torch.Tensor], prefix: str,
+                   stacked: Sequence[str]) -> Dict[str, torch.Tensor]:
+    """Rename HF Swin keys (V1 ``Swin*`` and V2 ``Swinv2*`` share them) to official ones and stack q/k/v.
+
+    Args:
+        state_dict: HF keys, with or without the task models' ``prefix`` (``'swinv2.'``, ``'swin.'``).
+        prefix: removed where a key starts with it.
+        stacked: the query/key/value parameters concatenated into ``attn.qkv.{name}`` in q, k, v order:
+            ``('weight',)`` for V2 (its biases become ``q_bias``/``v_bias``), ``('weight', 'bias')`` for
+            V1 (``qkv.weight`` (3C, C), ``qkv.bias`` (3C,)).
+
+    Raises:
+        CheckpointError: a block with only some of its query/key/value tensors.
+    """
+    pattern = re.compile(rf'^(.*)\.attention\.self\.(query|key|value)\.({"|".join(stacked)})$')
     out: Dict[str, torch.Tensor] = {}
-    qkv: Dict[str, Dict[str, torch.Tensor]] = {}
+    qkv: Dict[Tuple[str, str], Dict[str, torch.Tensor]] = {}
     for key, value in state_dict.items():
-        if key.startswith(_PREFIX):
-            key = key[len(_PREFIX):]
-        match = _QKV.match(key)
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+        match = pattern.match(key)
         if match:
-            qkv.setdefault(_rename(match.group(1)), {})[match.group(2)] = value
+            qkv.setdefault((_rename(match.group(1)), match.group(3)), {})[match.group(2)] = value
             continue
         out[_rename(key)] = value
-    for block, parts in qkv.items():
+    for (block, name), parts in qkv.items():
         if len(parts) != 3:
-            raise CheckpointError(f'{block}: found only the {"/".join(sorted(parts))} weight(s) of query/key/value; '
+            raise CheckpointError(f'{block}: found only the {"/".join(sorted(parts))} {name}(s) of query/key/value; '
                                   'the checkpoint is incomplete, download it again')
-        out[block + '.attn.qkv.weight'] = torch.cat([parts['query'], parts['key'], parts['value']])  # (3C, C)
+        out[f'{block}.attn.qkv.{name}'] = torch.cat([parts['query'], parts['key'], parts['value']])  # (3C, ...)
     return out
 
 

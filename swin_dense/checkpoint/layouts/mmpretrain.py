@@ -12,8 +12,7 @@
     norm{i}                                       -> norm{i} (its per-output norms are ours already)
 
 mmpretrain's merging gathers the 2x2 neighbours with ``nn.Unfold``, so the 4C input channels of
-``reduction.weight`` (2C, 4C) are ordered ``c * 4 + k`` with k over (0,0), (0,1), (1,0), (1,1),
-where the official order is ``k * C + c`` with k over (0,0), (1,0), (0,1), (1,1) (notes 3.6). Only
+``reduction.weight`` (2C, 4C) are in unfold order, not the official one (``merging.py``, notes 3.6). Only
 that weight is reordered; V2's norm comes after the reduction and has 2C channels in the same order
 in both (reordering it, as the V1 converters do, would scramble it).
 """
@@ -23,10 +22,9 @@ from typing import Dict
 import torch
 
 from ..errors import CheckpointError
+from ..merging import unfold_to_official
 
 NAME = 'mmpretrain'
-# Unfold position k (row-major 2x2 kernel) of each official position; the permutation is its own inverse.
-_UNFOLD_TO_OFFICIAL = [0, 2, 1, 3]
 _DOWNSAMPLE = re.compile(r'^stages\.(\d+)\.downsample\.')
 _EXTRA_NORM = re.compile(r'^stages\.\d+\.blocks\.\d+\.norm3\.')
 _RENAMES = (
@@ -68,10 +66,3 @@ def to_official(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
                 key = re.sub(pattern, replacement, key)
         out[key] = value
     return out
-
-
-def unfold_to_official(weight: torch.Tensor) -> torch.Tensor:
-    """(2C, 4C) reduction weight, input channels ``c * 4 + k`` (unfold) -> ``k * C + c`` (official)."""
-    out_ch, in_ch = weight.shape
-    return weight.reshape(out_ch, in_ch // 4, 4).transpose(1, 2)[:, _UNFOLD_TO_OFFICIAL, :].reshape(out_ch, in_ch)
-

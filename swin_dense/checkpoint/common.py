@@ -1,0 +1,69 @@
+"""Bookkeeping shared by the SwinV2 and the Swin V1 converters.
+
+Both converters bring a source to the official microsoft/Swin-Transformer key scheme first
+(``layers.{i}.blocks.{j}.*``, ``layers.{i}.downsample`` at the end of stage i, final ``norm``,
+``head``), then drop what is no backbone weight for a counted reason (``DROP_RULES``) and account
+for every source tensor in one coverage line.
+"""
+import re
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+OUTSIDE_BACKBONE = 'outside the backbone of a whole model (neck, heads)'
+_WINDOW_BUFFERS = re.compile(r'(relative_coords_table|relative_position_index|attn_mask)$')
+# Official-scheme keys that are no backbone weights: (why they are dropped, test).
+DROP_RULES: Tuple[Tuple[str, Callable[[str], bool]], ...] = (
+    ('window buffers (rebuilt by the model for its window)', lambda k: bool(_WINDOW_BUFFERS.search(k))),
+    ('classification head', lambda k: k.startswith('head.')),
+    ('masked-image-modeling only (mask token, decoder)', lambda k: k == 'mask_token' or k.startswith('decoder.')),
+)
+_BLOCK = re.compile(r'^layers\.(\d+)\.blocks\.(\d+)\.')
+
+
+def drop_reason(key: str) -> Optional[str]:
+    """Why an official-scheme key is no backbone weight (a ``DROP_RULES`` reason), or None for a weight."""
+    return next((reason for reason, test in DROP_RULES if test(key)), None)
+
+
+def split_backbone(state_dict: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, List[str]]]:
+    """The backbone of a whole model (keys ``backbone.*``, prefix removed) and what is outside it.
+
+    A state dict without ``backbone.`` keys is returned as it is (a bare backbone or classifier).
+
+    Returns:
+        (source state dict, reason -> dropped keys); keys outside the backbone are dropped with their
+        ``DROP_RULES`` reason (a head) or as ``OUTSIDE_BACKBONE``.
+    """
+    if not any(k.startswith('backbone.') for k in state_dict):
+        return state_dict, {}
+    dropped: Dict[str, List[str]] = {}
+    source = {k[len('backbone.'):]: v for k, v in state_dict.items() if k.startswith('backbone.')}
+    for key in state_dict:
+        if not key.startswith('backbone.'):
+            dropped.setdefault(drop_reason(key) or OUTSIDE_BACKBONE, []).append(key)
+    return source, dropped
+
+
+def block_depths(official: Dict[str, torch.Tensor]) -> Dict[int, int]:
+    """Stage -> number of blocks, read off ``layers.{i}.blocks.{j}.*`` keys of the official scheme."""
+    depths: Dict[int, int] = {}
+    for key in official:
+        match = _BLOCK.match(key)
+        if match:
+            stage, block = int(match.group(1)), int(match.group(2))
+            depths[stage] = max(depths.get(stage, 0), block + 1)
+    return depths
+
+
+def coverage_line(num_source: int, dropped: Dict[str, List[str]], produced: str) -> str:
+    """``used U/N source tensors -> {produced}; dropped D: <count reason (e.g. key)>; ...``."""
+    num_dropped = sum(len(keys) for keys in dropped.values())
+    reasons = '; '.join(f'{len(keys)} {reason} (e.g. {keys[0]})' for reason, keys in dropped.items())
+    return (f'used {num_source - num_dropped}/{num_source} source tensors -> {produced}; dropped {num_dropped}'
+            + (f': {reasons}' if reasons else ''))
+
+
+def short(keys: Sequence[str], limit: int = 4) -> str:
+    """The first ``limit`` keys, comma-separated, and how many more."""
+    return ', '.join(keys[:limit]) + (f', ... (+{len(keys) - limit})' if len(keys) > limit else '')
