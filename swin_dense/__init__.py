@@ -3,7 +3,7 @@
 Importing it registers ``SwinTransformerV2`` (and the engine pieces the configs use) in mmengine's
 root registries, where mmdet's and mmseg's scopes find them.
 """
-from . import checkpoint, engine, models  # noqa: F401
+from . import checkpoint, datasets, engine, models  # noqa: F401
 from .models import SwinTransformerV2
 
 __version__ = '0.1.0'

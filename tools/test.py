@@ -3,9 +3,11 @@
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show-dir DIR]
                          [--metrics-out metrics.json] [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+                         [--data-check exists|header|decode | --skip-data-check]
 
 Detection configs log the full COCO tables (box AP and mask AP); segmentation configs the
-config's evaluator (mIoU, ...). The checkpoint is read with ``torch.load(weights_only=True)``;
+config's evaluator (mIoU, ...). The test set is checked first (swin_dense.datasets; see
+docs/datasets.md, "Checking a dataset"). The checkpoint is read with ``torch.load(weights_only=True)``;
 ``import swin_dense`` allows the types mmengine checkpoints contain (swin_dense/engine/safe_load.py).
 Distributed: tools/dist_test.sh CONFIG CHECKPOINT GPUS [...].
 """
@@ -26,6 +28,7 @@ from mmengine.logging import print_log  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+from swin_dense.datasets import MODES, DatasetError, validate_config  # noqa: E402
 from swin_dense.engine.cli import merge_cfg_options, setup_distributed, setup_scope  # noqa: E402
 
 
@@ -39,6 +42,10 @@ def parse_args():
     parser.add_argument('--metrics-out', type=str, help='write the metrics dict to this JSON file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value; top-level path variables propagate')
+    parser.add_argument('--data-check', choices=MODES, default='header',
+                        help='how the test dataset is checked before testing: file existence, '
+                             'headers / truncation / sizes (default), or a full decode of every image')
+    parser.add_argument('--skip-data-check', action='store_true', help='do not check the test dataset first')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
@@ -105,6 +112,12 @@ def main():
         _enable_visualization(cfg, task, args.show_dir)
     if args.out:
         _add_dump(cfg, task, args.out)
+
+    if not args.skip_data_check:
+        try:
+            validate_config(cfg, ('test',), mode=args.data_check)
+        except DatasetError as error:
+            raise SystemExit(f'dataset check failed: {error}\n(--skip-data-check tests without this check)')
 
     setup_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)

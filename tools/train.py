@@ -3,6 +3,11 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp [--amp-dtype bfloat16]]
                           [--auto-scale-lr] [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+                          [--data-check exists|header|decode | --skip-data-check]
+
+Before the Runner is built, the train and val datasets are checked (swin_dense.datasets: missing,
+corrupt or mis-sized files, malformed annotation files, no annotated image); a failure names the
+files and exits before any iteration. See docs/datasets.md ("Checking a dataset").
 
 Distributed: tools/dist_train.sh CONFIG GPUS [...] (torchrun; gloo on machines without CUDA).
 """
@@ -20,6 +25,7 @@ from mmengine.logging import print_log  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+from swin_dense.datasets import MODES, DatasetError, validate_config  # noqa: E402
 from swin_dense.engine.cli import enable_amp, merge_cfg_options, setup_distributed, setup_scope  # noqa: E402
 
 
@@ -38,6 +44,11 @@ def parse_args():
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value (e.g. pretrained=ckpt.pth data_root=/data/coco/ '
                              'train_dataloader.batch_size=4); top-level path variables propagate')
+    parser.add_argument('--data-check', choices=MODES, default='header',
+                        help='how the train and val datasets are checked before training: file existence, '
+                             'headers / truncation / sizes (default), or a full decode of every image')
+    parser.add_argument('--skip-data-check', action='store_true',
+                        help='do not check the datasets before training (a bad file then fails when it is loaded)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
@@ -73,6 +84,12 @@ def main():
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+
+    if not args.skip_data_check:
+        try:
+            validate_config(cfg, ('train', 'val'), mode=args.data_check)
+        except DatasetError as error:
+            raise SystemExit(f'dataset check failed: {error}\n(--skip-data-check trains without this check)')
 
     setup_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
