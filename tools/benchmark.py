@@ -67,7 +67,8 @@ from swin_dense.checkpoint import to_backbone_state_dict  # noqa: E402
 from swin_dense.models.backbones.swinv2 import ARCH_ZOO, SwinTransformerV2  # noqa: E402
 from swin_dense.models.layers.swin_block import effective_window  # noqa: E402
 
-IMPLS = ('swin_dense', 'timm', 'mmpretrain')
+IMPLS = ('swin_dense', 'timm', 'mmpretrain', 'swin_dense_compiled')
+DEFAULT_IMPLS = IMPLS[:3]  # swin_dense_compiled: inductor compiles for minutes on a small CPU
 PATCH = 4
 
 
@@ -292,16 +293,35 @@ class SwinDenseImpl(Impl):
         return model
 
     def set_with_cp(self, flag):
-        for stage in self.model.layers:
+        for stage in self._backbone().layers:
             stage.with_cp = flag
 
     def set_chunk(self, chunk):
-        for stage in self.model.layers:
+        for stage in self._backbone().layers:
             for block in stage.blocks:
-                block.attn.chunk_size = chunk
+                block.chunk_size = block.attn.chunk_size = chunk  # sequential attention and MLP
 
     def param_for_grad_check(self):
-        return self.model.patch_embed.proj.weight
+        return self._backbone().patch_embed.proj.weight
+
+    def _backbone(self) -> SwinTransformerV2:
+        return self.model
+
+
+class SwinDenseCompiledImpl(SwinDenseImpl):
+    """swin_dense under ``torch.compile`` (inductor); the first step at each size includes compilation."""
+
+    name = 'swin_dense_compiled'
+
+    def _build(self, size):
+        return torch.compile(super()._build(size))
+
+    def set_with_cp(self, flag):
+        super().set_with_cp(flag)
+        torch._dynamo.reset()  # recompile with the new setting
+
+    def _backbone(self) -> SwinTransformerV2:
+        return self.model._orig_mod
 
 
 class TimmImpl(Impl):
@@ -365,7 +385,7 @@ class MMPretrainImpl(Impl):
         return self.model.patch_embed.projection.weight
 
 
-IMPL_CLASSES = {c.name: c for c in (SwinDenseImpl, TimmImpl, MMPretrainImpl)}
+IMPL_CLASSES = {c.name: c for c in (SwinDenseImpl, SwinDenseCompiledImpl, TimmImpl, MMPretrainImpl)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -762,7 +782,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--sizes', default='512x512,800x1344,1536x1536', help='comma-separated HxW input sizes')
     p.add_argument('--mode', default='forward',
                    help="'forward' (eval, no grad), 'train' (forward + backward), or 'forward,train'")
-    p.add_argument('--impls', default=','.join(IMPLS), help=f'comma-separated subset of {",".join(IMPLS)}')
+    p.add_argument('--impls', default=','.join(DEFAULT_IMPLS), help=f'comma-separated subset of {",".join(IMPLS)}')
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     p.add_argument('--dtype', default='fp32', choices=('fp32', 'bf16'), help='bf16 = torch.autocast(bfloat16)')
     p.add_argument('--with-cp', nargs='?', const='on', default=None, choices=('off', 'on', 'both'),
