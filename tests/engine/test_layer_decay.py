@@ -1,5 +1,8 @@
 """SwinV2LayerDecayOptimizerConstructor: per-parameter lr scales (official Swin numbering), no weight
-decay on norms / CPB / logit scale / q,v biases, registry visibility from the mmdet and mmseg scopes."""
+decay on norms / CPB / logit scale / q,v biases, registry visibility from the mmdet and mmseg scopes;
+the same layer ids for mmdet's and mmseg's Swin V1 ``SwinTransformer`` (``stages`` instead of
+``layers``, ``absolute_pos_embed`` at layer 0) with no decay on its position-bias tables; a clear
+error for backbones it does not know."""
 import pytest
 import torch
 import torch.nn as nn
@@ -7,51 +10,64 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, DefaultScope
 
 import swin_dense  # noqa: F401  registers the constructor
-from swin_dense.engine.layer_decay import SwinV2LayerDecayOptimizerConstructor, swinv2_layer_id
+from swin_dense.engine.layer_decay import (SwinV2LayerDecayOptimizerConstructor, swin_layer_id, swin_layout,
+                                           swinv2_layer_id)
 from swin_dense.models import SwinTransformerV2
 
 DEPTHS = [1, 2, 1, 1]  # D = 5 blocks -> num_layers = 6
 BASE_LR, WD, DECAY = 1e-3, 0.05, 0.8
 NO_DECAY = ('cpb_mlp', 'logit_scale', 'q_bias', 'v_bias')
+# the V1 counterparts (configs/cascade_swin_*_coco.py add them to the V2 list; they match no V2 parameter)
+NO_DECAY_V1 = ('relative_position_bias_table', 'absolute_pos_embed')
+HEADS = [1, 2, 2, 4]
+
+
+def _v1_swin(scope):
+    """A tiny mmdet or mmseg Swin V1 with the same depths, with an absolute position embedding."""
+    backbones = pytest.importorskip(f'{scope}.models.backbones')
+    return backbones.SwinTransformer(pretrain_img_size=32, embed_dims=8, depths=DEPTHS, num_heads=HEADS,
+                                     window_size=4, drop_path_rate=0.0, use_abs_pos_embed=True)
 
 
 class TinyDetector(nn.Module):
-    def __init__(self):
+    def __init__(self, backbone=None):
         super().__init__()
-        self.backbone = SwinTransformerV2(arch=dict(embed_dims=8, depths=DEPTHS, num_heads=[1, 2, 2, 4]),
-                                          window_size=4, drop_path_rate=0.0)
+        self.backbone = backbone or SwinTransformerV2(arch=dict(embed_dims=8, depths=DEPTHS, num_heads=HEADS),
+                                                      window_size=4, drop_path_rate=0.0)
         self.neck = nn.Conv2d(8, 8, 1)
         self.head = nn.Sequential(nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8), nn.Linear(8, 2))
 
 
-def _expected_layer(name):
-    """The documented table, written out independently of the implementation."""
+def _expected_layer(name, stages='layers'):
+    """The documented table, written out independently of the implementation (``stages``: 'layers' for
+    SwinV2, 'stages' for Swin V1)."""
     table = {
         'backbone.patch_embed': 0,
-        'backbone.layers.0.blocks.0': 1,
-        'backbone.layers.0.downsample': 1,
-        'backbone.layers.1.blocks.0': 2,
-        'backbone.layers.1.blocks.1': 3,
-        'backbone.layers.1.downsample': 3,
-        'backbone.layers.2.blocks.0': 4,
-        'backbone.layers.2.downsample': 4,
-        'backbone.layers.3.blocks.0': 5,
+        'backbone.absolute_pos_embed': 0,
+        f'backbone.{stages}.0.blocks.0': 1,
+        f'backbone.{stages}.0.downsample': 1,
+        f'backbone.{stages}.1.blocks.0': 2,
+        f'backbone.{stages}.1.blocks.1': 3,
+        f'backbone.{stages}.1.downsample': 3,
+        f'backbone.{stages}.2.blocks.0': 4,
+        f'backbone.{stages}.2.downsample': 4,
+        f'backbone.{stages}.3.blocks.0': 5,
     }
     for prefix, layer in table.items():
-        if name.startswith(prefix + '.'):
+        if name == prefix or name.startswith(prefix + '.'):
             return layer
     return 6  # output norms norm0..3, neck, head
 
 
 def _is_no_decay(name, module_types):
-    return module_types[name] in (nn.LayerNorm, nn.BatchNorm2d) or any(k in name for k in NO_DECAY)
+    return module_types[name] in (nn.LayerNorm, nn.BatchNorm2d) or any(k in name for k in NO_DECAY + NO_DECAY_V1)
 
 
 def _build(model, decay_rate=DECAY, **extra):
     cfg = dict(type='OptimWrapper', constructor='SwinV2LayerDecayOptimizerConstructor',
                optimizer=dict(type='AdamW', lr=BASE_LR, weight_decay=WD),
                paramwise_cfg=dict(decay_rate=decay_rate, norm_decay_mult=0.,
-                                  custom_keys={k: dict(decay_mult=0.) for k in NO_DECAY}, **extra))
+                                  custom_keys={k: dict(decay_mult=0.) for k in NO_DECAY + NO_DECAY_V1}, **extra))
     return build_optim_wrapper(model, cfg)
 
 
@@ -63,8 +79,8 @@ def _module_types(model):
     return out
 
 
-def test_lr_and_weight_decay_per_parameter():
-    model = TinyDetector()
+def _check_every_group(model, stages):
+    """Every parameter has its own group with the table's lr and the expected weight decay."""
     groups = _build(model).optimizer.param_groups
     names = dict(model.named_parameters())
     types = _module_types(model)
@@ -75,12 +91,17 @@ def test_lr_and_weight_decay_per_parameter():
         name = g['param_name']
         assert names[name] is param
         seen.add(name)
-        layer = _expected_layer(name)
+        layer = _expected_layer(name, stages)
         assert g['layer_id'] == layer, name
         assert g['lr'] == pytest.approx(BASE_LR * DECAY ** (6 - layer)), name
+        assert g['lr_scale'] == pytest.approx(DECAY ** (6 - layer)), name
         assert g['weight_decay'] == (0.0 if _is_no_decay(name, types) else WD), name
     assert seen == set(names)
-    by_name = {g['param_name']: g for g in groups}
+    return {g['param_name']: g for g in groups}
+
+
+def test_lr_and_weight_decay_per_parameter():
+    by_name = _check_every_group(TinyDetector(), 'layers')
     # spot checks of the table's corners
     assert by_name['backbone.patch_embed.proj.weight']['lr'] == pytest.approx(BASE_LR * DECAY ** 6)
     assert by_name['backbone.layers.3.blocks.0.mlp.fc1.weight']['lr'] == pytest.approx(BASE_LR * DECAY)
@@ -139,6 +160,78 @@ def test_warmup_keeps_layer_ratios():
     assert max(ratios.values()) == pytest.approx(min(ratios.values()))
     by_name = {g['param_name']: g for g in groups}
     assert by_name['backbone.patch_embed.proj.weight']['lr'] / by_name['neck.weight']['lr'] == pytest.approx(DECAY ** 6)
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+def test_swin_v1_backbones_get_the_same_layer_ids(scope):
+    """mmdet's / mmseg's Swin V1: stages.{i}.blocks.{j} and stages.{i}.downsample numbered as V2's layers,
+    absolute_pos_embed with the patch embedding, output norms at the top; no decay on the bias tables."""
+    model = TinyDetector(_v1_swin(scope))
+    assert swin_layout(model.backbone).stages == 'stages'
+    assert swin_layout(model.backbone).depths == tuple(DEPTHS)
+    by_name = _check_every_group(model, 'stages')
+    assert {g['layer_id'] for g in by_name.values()} == set(range(7))  # every id of depths [1, 2, 1, 1] is used
+    # spot checks of the table's corners, and that lr scales are the V2 model's for the same depths
+    v2 = {n: g['lr_scale'] for n, g in _check_every_group(TinyDetector(), 'layers').items()}
+    for v1_name, v2_name, scale in (
+            ('backbone.patch_embed.projection.weight', 'backbone.patch_embed.proj.weight', DECAY ** 6),
+            ('backbone.absolute_pos_embed', None, DECAY ** 6),
+            ('backbone.stages.0.blocks.0.attn.w_msa.qkv.weight', 'backbone.layers.0.blocks.0.attn.qkv.weight',
+             DECAY ** 5),
+            ('backbone.stages.1.blocks.1.ffn.layers.0.0.weight', 'backbone.layers.1.blocks.1.mlp.fc1.weight',
+             DECAY ** 3),
+            ('backbone.stages.1.downsample.reduction.weight', 'backbone.layers.1.downsample.reduction.weight',
+             DECAY ** 3),
+            ('backbone.stages.3.blocks.0.norm2.weight', 'backbone.layers.3.blocks.0.norm2.weight', DECAY),
+            ('backbone.norm3.weight', 'backbone.norm3.weight', 1.0),
+            ('neck.weight', 'neck.weight', 1.0)):
+        assert by_name[v1_name]['lr_scale'] == pytest.approx(scale), v1_name
+        if v2_name is not None:
+            assert v2[v2_name] == pytest.approx(scale), v2_name
+    # weight decay: none on the position-bias tables, the absolute embedding and every LayerNorm
+    tables = [n for n in by_name if n.endswith('relative_position_bias_table')]
+    assert len(tables) == sum(DEPTHS)
+    for name in tables + ['backbone.absolute_pos_embed', 'backbone.patch_embed.norm.weight',
+                          'backbone.stages.0.blocks.0.norm1.weight', 'backbone.stages.0.downsample.norm.bias',
+                          'backbone.norm0.weight']:
+        assert by_name[name]['weight_decay'] == 0.0, name
+    for name in ('backbone.stages.0.blocks.0.attn.w_msa.qkv.weight', 'backbone.stages.0.blocks.0.attn.w_msa.qkv.bias',
+                 'backbone.stages.0.downsample.reduction.weight', 'backbone.patch_embed.projection.weight'):
+        assert by_name[name]['weight_decay'] == WD, name
+
+
+def test_layer_id_function_for_v1_names():
+    depths = [2, 2, 18, 2]
+    n = sum(depths) + 1
+    assert swinv2_layer_id is swin_layer_id  # the old name still works
+    assert swin_layer_id('backbone.absolute_pos_embed', depths, n, stages='stages') == 0
+    assert swin_layer_id('backbone.stages.2.blocks.17.ffn.layers.1.weight', depths, n, stages='stages') == 22
+    assert swin_layer_id('backbone.stages.2.downsample.norm.weight', depths, n, stages='stages') == 22
+    assert swin_layer_id('backbone.stages.3.blocks.1.attn.w_msa.relative_position_bias_table', depths, n,
+                         stages='stages') == 24
+    # the stage attribute is the backbone's own: a V2 name is not read as V1 and the other way round
+    assert swin_layer_id('backbone.layers.0.blocks.0.attn.qkv.weight', depths, n, stages='stages') == n
+
+
+def test_unknown_backbone_is_refused_with_the_supported_list():
+    class OtherBackbone(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.ModuleList([nn.Linear(2, 2)])
+
+    model = TinyDetector(OtherBackbone())
+    with pytest.raises(ValueError, match=r'does not know the backbone .*OtherBackbone.*SwinTransformerV2'):
+        _build(model)
+    with pytest.raises(ValueError, match='default constructor'):
+        _build(model)
+
+
+def test_subclass_of_a_known_backbone_is_accepted():
+    class MySwinV2(SwinTransformerV2):
+        pass
+
+    model = TinyDetector(MySwinV2(arch=dict(embed_dims=8, depths=DEPTHS, num_heads=HEADS), window_size=4))
+    _check_every_group(model, 'layers')
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
