@@ -97,8 +97,11 @@ param_scheduler = [
 # normalisation layers (norm_decay_mult catches every LayerNorm / BatchNorm) nor on SwinV2's
 # cpb_mlp, logit_scale, q_bias and v_bias; layer-wise lr decay 0.9 over the backbone (see
 # docs/training.md; decay_rate=1.0 turns it off).
+# NanGuardOptimWrapper: mmengine's OptimWrapper that stops (on_nonfinite='stop') or skips ('skip') an
+# iteration with a NaN / Inf loss or gradient before the step (--amp switches it to NanGuardAmpOptimWrapper).
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='NanGuardOptimWrapper',
+    on_nonfinite='stop',
     constructor='SwinV2LayerDecayOptimizerConstructor',
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(
@@ -113,4 +116,11 @@ optim_wrapper = dict(
 
 # `--auto-scale-lr` rescales lr for other total batch sizes
 auto_scale_lr = dict(enable=False, base_batch_size=16)
-default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=3, save_best='coco/bbox_mAP', rule='greater'))
+# Reliability (docs/training.md#reliability): checkpoints and last_checkpoint written atomically, outdated
+# checkpoints deleted only after the new one is complete; RNG states saved in checkpoints for an exact
+# --resume (a default hook, not a custom one: configs/memory/_memory_savers_.py, a second base of some
+# configs, defines custom_hooks, and mmengine refuses a key that two bases define).
+default_hooks = dict(
+    checkpoint=dict(type='AtomicCheckpointHook', backend_args=dict(backend='atomic_local'),
+                    interval=1, max_keep_ckpts=3, save_best='coco/bbox_mAP', rule='greater'),
+    rng_state=dict(type='RNGStateHook'))

@@ -47,9 +47,12 @@ model = dict(
     # 'whole' runs the full (resized) image at once; crop_size/stride are used by mode='slide'
     test_cfg=dict(mode='whole', crop_size=crop_size, stride=(341, 341)))
 
+# NanGuardOptimWrapper: mmengine's OptimWrapper that stops (on_nonfinite='stop') or skips ('skip') an
+# iteration with a NaN / Inf loss or gradient before the step (--amp switches it to NanGuardAmpOptimWrapper).
 optim_wrapper = dict(
     _delete_=True,
-    type='OptimWrapper',
+    type='NanGuardOptimWrapper',
+    on_nonfinite='stop',
     optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
     paramwise_cfg=dict(custom_keys={
         'norm': dict(decay_mult=0.),  # every LayerNorm of the backbone (norm1/norm2, norm0..3, merging, embed)
@@ -68,3 +71,11 @@ train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# Reliability (docs/training.md#reliability): checkpoints and last_checkpoint written atomically, outdated
+# checkpoints deleted only after the new one is complete; RNG states saved in checkpoints for an exact
+# --resume (a default hook, not a custom one: configs/memory/_memory_savers_.py, a second base of some
+# configs, defines custom_hooks, and mmengine refuses a key that two bases define).
+default_hooks = dict(
+    checkpoint=dict(type='AtomicCheckpointHook', backend_args=dict(backend='atomic_local')),
+    rng_state=dict(type='RNGStateHook'))

@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# Distributed training with torchrun:
+# Distributed training with torchrun (one process per GPU; see docs/distributed.md):
 #   bash tools/dist_train.sh CONFIG GPUS [train.py options...]
-# Multi-node (run on every node, NODE_RANK 0..NNODES-1):
+# Multi-node: run on every node with the same NNODES, MASTER_ADDR and PORT and its own NODE_RANK:
 #   NNODES=2 NODE_RANK=0 PORT=29500 MASTER_ADDR=10.1.1.1 bash tools/dist_train.sh CONFIG 8 [...]
-# On a machine without CUDA, GPUS is the number of CPU processes and gloo is used.
+# Environment: NNODES (1), NODE_RANK (0), MASTER_ADDR (127.0.0.1), PORT (else MASTER_PORT, else
+# 29500), PYTHON (python). Without CUDA, GPUS is the number of CPU processes and gloo is used.
 set -e
+if [ $# -lt 2 ]; then
+    echo "usage: bash $0 CONFIG GPUS [train.py options...]  (GPUS: processes on this node)" >&2
+    exit 2
+fi
 CONFIG=$1
 GPUS=$2
+if ! [[ "$GPUS" =~ ^[1-9][0-9]*$ ]]; then
+    echo "$0: GPUS must be a positive number of processes per node, got '$GPUS'" >&2
+    exit 2
+fi
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
+PORT=${PORT:-${MASTER_PORT:-29500}}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-python}
 

@@ -85,6 +85,11 @@ def main():
         cfg.resume = True
         cfg.load_from = args.resume
 
+    optimizer = cfg.get('optim_wrapper', {}).get('optimizer', {})
+    if args.launcher == 'none' and optimizer.get('type') == 'ZeroRedundancyOptimizer':
+        raise SystemExit('this config shards the optimizer state with ZeroRedundancyOptimizer, which needs a '
+                         'distributed run: start it with tools/dist_train.sh CONFIG GPUS (GPUS=1 works)')
+
     if not args.skip_data_check:
         try:
             validate_config(cfg, ('train', 'val'), mode=args.data_check)

@@ -125,18 +125,28 @@ def _slurm_env() -> None:
     os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
 
 
+#: the AMP counterpart of each optimizer wrapper type that --amp accepts
+AMP_WRAPPERS = {'OptimWrapper': 'AmpOptimWrapper', 'NanGuardOptimWrapper': 'NanGuardAmpOptimWrapper'}
+
+
 def enable_amp(cfg: Config, dtype: Optional[str] = None) -> None:
-    """Switch the config's ``OptimWrapper`` to mmengine's ``AmpOptimWrapper`` (dynamic loss scale)."""
+    """Switch the config's optimizer wrapper to its AMP counterpart (dynamic loss scale).
+
+    ``OptimWrapper`` becomes mmengine's ``AmpOptimWrapper`` and ``NanGuardOptimWrapper`` (the V2
+    configs' default) ``NanGuardAmpOptimWrapper``, keeping its ``on_nonfinite`` settings.
+    """
     wrapper = cfg.optim_wrapper
-    if wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+    kind = wrapper.get('type', 'OptimWrapper')
+    if kind in AMP_WRAPPERS.values():
         print_log('AMP training is already enabled in the config.', logger='current')
-    elif wrapper.get('type', 'OptimWrapper') != 'OptimWrapper':
-        raise ValueError(f'--amp only works with OptimWrapper configs, got {wrapper.get("type")}')
+    elif kind not in AMP_WRAPPERS:
+        raise ValueError(f'--amp works with optim_wrapper types {sorted(AMP_WRAPPERS)} (switched to '
+                         f'{sorted(AMP_WRAPPERS.values())}), got {kind!r}; set an AMP wrapper in the config instead')
     else:
-        wrapper.type = 'AmpOptimWrapper'
+        wrapper.type = AMP_WRAPPERS[kind]
         wrapper.loss_scale = 'dynamic'
     if dtype:
         wrapper.dtype = dtype
 
 
-__all__ = ['detect_task', 'setup_scope', 'merge_cfg_options', 'setup_distributed', 'enable_amp']
+__all__ = ['AMP_WRAPPERS', 'detect_task', 'setup_scope', 'merge_cfg_options', 'setup_distributed', 'enable_amp']

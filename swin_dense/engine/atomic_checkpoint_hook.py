@@ -1,0 +1,82 @@
+"""``AtomicCheckpointHook``: mmengine's ``CheckpointHook`` that a crash at any moment cannot leave unresumable.
+
+mmengine 0.10.7's ``CheckpointHook._save_checkpoint_with_step`` does three things in this order:
+
+1. with ``max_keep_ckpts``, it deletes the oldest kept checkpoint;
+2. it writes the new checkpoint (through the file backend's ``put``: with ``backend_args=dict(
+   backend='atomic_local')`` that write is atomic, see :mod:`swin_dense.engine.atomic_backend`);
+3. it writes the new path into ``<work_dir>/last_checkpoint`` with a plain ``open(..., 'w')``.
+
+A ``kill -9`` between 1 and 2 with ``max_keep_ckpts=1`` (the sample configs) leaves no checkpoint at
+all while ``last_checkpoint`` still names the deleted one; a kill inside 3 leaves ``last_checkpoint``
+empty. Either way ``--resume`` fails. This hook does the same work in a crash-safe order: write the
+new checkpoint, then replace ``last_checkpoint`` atomically, and only then delete the outdated
+checkpoint. At every instant the file named by ``last_checkpoint`` exists and is complete.
+
+It also removes, when training starts, the temporary ``.partial`` files that a writer killed in the
+middle of :func:`~swin_dense.engine.atomic_backend.atomic_write` left in the checkpoint directory.
+
+Use it as ``default_hooks.checkpoint = dict(type='AtomicCheckpointHook', backend_args=dict(
+backend='atomic_local'), ...)`` (the V2 base configs do); every other argument is
+``CheckpointHook``'s.
+"""
+import os.path as osp
+
+from mmengine.dist import is_main_process
+from mmengine.fileio import LocalBackend
+from mmengine.hooks import CheckpointHook
+from mmengine.registry import HOOKS
+
+from .atomic_backend import atomic_write, remove_partial_files
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """``CheckpointHook`` that saves first, then updates ``last_checkpoint`` atomically, then prunes."""
+
+    def before_train(self, runner) -> None:
+        """Set up as ``CheckpointHook`` does, then delete partial files left by a killed writer."""
+        super().before_train(runner)
+        if is_main_process() and isinstance(self.file_backend, LocalBackend):
+            for path in remove_partial_files(self.out_dir):
+                runner.logger.info(f'removed the partially written file {path} (left by an interrupted save)')
+
+    def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:
+        """``CheckpointHook._save_checkpoint_with_step`` (mmengine 0.10.7) in crash-safe order."""
+        outdated = None
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            # the same step twice (a best-checkpoint update re-saves the latest one) keeps the list
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                outdated = self.keep_ckpt_ids.popleft()
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+
+        ckpt_filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        runner.save_checkpoint(
+            self.out_dir,
+            ckpt_filename,
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args)
+        # model-parallel runs gather sharded states on all ranks above; the files are rank 0's
+        if not is_main_process():
+            return
+        atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt.encode('utf-8'))
+        if outdated is not None:
+            self._remove(self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(outdated)))
+
+    def _remove(self, path: str) -> None:
+        """Delete an outdated checkpoint: a file, or a directory (DeepSpeed checkpoints)."""
+        if self.file_backend.isfile(path):
+            self.file_backend.remove(path)
+        elif self.file_backend.isdir(path):
+            self.file_backend.rmtree(path)
+
+
+__all__ = ['AtomicCheckpointHook']
