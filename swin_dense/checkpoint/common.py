@@ -6,9 +6,12 @@ Both converters bring a source to the official microsoft/Swin-Transformer key sc
 for every source tensor in one coverage line.
 """
 import re
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+
+from .errors import CheckpointError
 
 OUTSIDE_BACKBONE = 'outside the backbone of a whole model (neck, heads)'
 _WINDOW_BUFFERS = re.compile(r'(relative_coords_table|relative_position_index|attn_mask)$')
@@ -54,6 +57,52 @@ def block_depths(official: Dict[str, torch.Tensor]) -> Dict[int, int]:
             stage, block = int(match.group(1)), int(match.group(2))
             depths[stage] = max(depths.get(stage, 0), block + 1)
     return depths
+
+
+@dataclass
+class StemArch:
+    """What a Swin V1 or V2 state dict tells about its architecture apart from attention specifics."""
+
+    embed_dims: int
+    depths: List[int]
+    num_heads: List[int]
+    patch_size: int
+    in_channels: int
+    mlp_ratio: float
+    qkv_bias: bool
+
+    @property
+    def num_stages(self) -> int:
+        """Number of stages."""
+        return len(self.depths)
+
+
+def read_stem(official: Dict[str, torch.Tensor], model: str) -> Dict[str, object]:
+    """The ``StemArch`` fields every Swin has, read off an official-scheme state dict.
+
+    Args:
+        official: state dict in the official key scheme.
+        model: 'SwinV2' or 'Swin V1', for the messages.
+
+    Returns:
+        embed_dims, depths, patch_size, in_channels and mlp_ratio (``num_heads`` and ``qkv_bias``
+        are read from version-specific keys by the caller).
+
+    Raises:
+        CheckpointError: no 4-D patch embedding, or blocks in stages with gaps.
+    """
+    proj = official.get('patch_embed.proj.weight')
+    if proj is None or proj.dim() != 4:
+        raise CheckpointError('the checkpoint has no patch embedding (patch_embed.proj.weight, a 4-D conv weight); '
+                              f'it is incomplete or no {model} backbone')
+    depths = block_depths(official)
+    num_stages = max(depths, default=-1) + 1
+    if num_stages == 0 or sorted(depths) != list(range(num_stages)):
+        raise CheckpointError(f'the checkpoint has blocks in stages {sorted(depths)}; expected stages 0..n-1, '
+                              'it is incomplete')
+    fc1 = official.get('layers.0.blocks.0.mlp.fc1.weight')
+    return dict(embed_dims=proj.shape[0], depths=[depths[i] for i in range(num_stages)], patch_size=proj.shape[-1],
+                in_channels=proj.shape[1], mlp_ratio=fc1.shape[0] / fc1.shape[1] if fc1 is not None else 0.0)
 
 
 def coverage_line(num_source: int, dropped: Dict[str, List[str]], produced: str) -> str:

@@ -23,7 +23,8 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 
-from .common import DROP_RULES, OUTSIDE_BACKBONE, block_depths, coverage_line, drop_reason, short, split_backbone
+from .common import (DROP_RULES, OUTSIDE_BACKBONE, StemArch, coverage_line, drop_reason, read_stem, short,
+                     split_backbone)
 from .detect import SWIN_V1, detect_layout, detect_version
 from .errors import CheckpointError, SwinV1Checkpoint
 from .layouts import LAYOUTS
@@ -45,21 +46,8 @@ _BLOCK_KEYS = ('norm1.weight', 'norm1.bias', 'attn.qkv.weight', 'attn.logit_scal
 
 
 @dataclass
-class Arch:
-    """Architecture read off a state dict's tensors."""
-
-    embed_dims: int
-    depths: List[int]
-    num_heads: List[int]
-    patch_size: int
-    in_channels: int
-    mlp_ratio: float
-    qkv_bias: bool
-
-    @property
-    def num_stages(self) -> int:
-        """Number of stages."""
-        return len(self.depths)
+class Arch(StemArch):
+    """Architecture of a SwinV2 backbone read off a state dict's tensors."""
 
     def config(self) -> Dict[str, Any]:
         """The ``arch`` argument of :class:`SwinTransformerV2`."""
@@ -158,27 +146,15 @@ def infer_arch(official: Dict[str, torch.Tensor]) -> Arch:
     Raises:
         CheckpointError: the patch embedding or the first block of a stage is missing.
     """
-    proj = official.get('patch_embed.proj.weight')
-    if proj is None or proj.dim() != 4:
-        raise CheckpointError('the checkpoint has no patch embedding (patch_embed.proj.weight, a 4-D conv weight); '
-                              'it is incomplete or no SwinV2 backbone')
-    depths = block_depths(official)
-    num_stages = max(depths, default=-1) + 1
-    if num_stages == 0 or sorted(depths) != list(range(num_stages)):
-        raise CheckpointError(f'the checkpoint has blocks in stages {sorted(depths)}; expected stages 0..n-1, '
-                              'it is incomplete')
+    stem = read_stem(official, 'SwinV2')
     heads = []
-    for i in range(num_stages):
+    for i in range(len(stem['depths'])):
         scale = official.get(f'layers.{i}.blocks.0.attn.logit_scale')
         if scale is None:
             raise CheckpointError(f'layers.{i}.blocks.0.attn.logit_scale is missing: the checkpoint is incomplete or '
                                   'not SwinV2 (V1 has no logit_scale)')
         heads.append(scale.shape[0])
-    fc1 = official.get('layers.0.blocks.0.mlp.fc1.weight')
-    return Arch(embed_dims=proj.shape[0], depths=[depths[i] for i in range(num_stages)], num_heads=heads,
-                patch_size=proj.shape[-1], in_channels=proj.shape[1],
-                mlp_ratio=fc1.shape[0] / fc1.shape[1] if fc1 is not None else 0.0,
-                qkv_bias='layers.0.blocks.0.attn.q_bias' in official)
+    return Arch(**stem, num_heads=heads, qkv_bias='layers.0.blocks.0.attn.q_bias' in official)
 
 
 def backbone_keys(arch: Arch) -> Tuple[Set[str], Set[str]]:

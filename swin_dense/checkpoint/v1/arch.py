@@ -1,10 +1,10 @@
 """The architecture of a Swin V1 checkpoint, read off its tensors (official key scheme)."""
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import torch
 
-from ..common import block_depths
+from ..common import StemArch, read_stem
 from ..errors import CheckpointError
 from .resize import window_of_table
 
@@ -19,22 +19,10 @@ _TABLE = 'layers.{}.blocks.{}.attn.relative_position_bias_table'
 
 
 @dataclass
-class V1Arch:
+class V1Arch(StemArch):
     """Architecture of a Swin V1 backbone, as mmdet's / mmseg's ``SwinTransformer`` arguments name it."""
 
-    embed_dims: int
-    depths: List[int]
-    num_heads: List[int]
     window_size: int
-    patch_size: int
-    in_channels: int
-    mlp_ratio: float
-    qkv_bias: bool
-
-    @property
-    def num_stages(self) -> int:
-        """Number of stages."""
-        return len(self.depths)
 
     def config(self) -> Dict[str, Any]:
         """Arguments of mmdet's / mmseg's ``SwinTransformer`` for this arch (defaults left out)."""
@@ -69,22 +57,14 @@ def infer_v1_arch(official: Dict[str, torch.Tensor]) -> V1Arch:
         CheckpointError: no patch embedding, stages with gaps, a stage without a bias table, or
             tables of different windows (mmdet/mmseg use one ``window_size`` for every stage).
     """
-    proj = official.get('patch_embed.proj.weight')
-    if proj is None or proj.dim() != 4:
-        raise CheckpointError('the checkpoint has no patch embedding (patch_embed.proj.weight, a 4-D conv weight); '
-                              'it is incomplete or no Swin V1 backbone')
-    depths = block_depths(official)
-    num_stages = max(depths, default=-1) + 1
-    if num_stages == 0 or sorted(depths) != list(range(num_stages)):
-        raise CheckpointError(f'the checkpoint has blocks in stages {sorted(depths)}; expected stages 0..n-1, '
-                              'it is incomplete')
+    stem = read_stem(official, 'Swin V1')
     heads, windows = [], {}
-    for i in range(num_stages):
+    for i, depth in enumerate(stem['depths']):
         first = official.get(_TABLE.format(i, 0))
         if first is None:
             raise CheckpointError(f'{_TABLE.format(i, 0)} is missing: the checkpoint is incomplete')
         heads.append(first.shape[1])
-        for j in range(depths[i]):
+        for j in range(depth):
             key = _TABLE.format(i, j)
             if key in official:
                 windows[key] = window_of_table(official[key], key)
@@ -92,8 +72,5 @@ def infer_v1_arch(official: Dict[str, torch.Tensor]) -> V1Arch:
         found = ', '.join(f'{k}: {w}' for k, w in list(windows.items()))
         raise CheckpointError(f'the bias tables are of different windows ({found}), but mmdet/mmseg SwinTransformer '
                               'uses one window_size in every stage: pass --window-size W to resize them all to W')
-    fc1 = official.get('layers.0.blocks.0.mlp.fc1.weight')
-    return V1Arch(embed_dims=proj.shape[0], depths=[depths[i] for i in range(num_stages)], num_heads=heads,
-                  window_size=next(iter(windows.values())), patch_size=proj.shape[-1], in_channels=proj.shape[1],
-                  mlp_ratio=fc1.shape[0] / fc1.shape[1] if fc1 is not None else 0.0,
-                  qkv_bias='layers.0.blocks.0.attn.qkv.bias' in official)
+    return V1Arch(**stem, num_heads=heads, qkv_bias='layers.0.blocks.0.attn.qkv.bias' in official,
+                  window_size=next(iter(windows.values())))
