@@ -7,7 +7,8 @@ for every source tensor in one coverage line.
 """
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from types import ModuleType
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
@@ -103,6 +104,16 @@ def read_stem(official: Dict[str, torch.Tensor], model: str) -> Dict[str, object
     fc1 = official.get('layers.0.blocks.0.mlp.fc1.weight')
     return dict(embed_dims=proj.shape[0], depths=[depths[i] for i in range(num_stages)], patch_size=proj.shape[-1],
                 in_channels=proj.shape[1], mlp_ratio=fc1.shape[0] / fc1.shape[1] if fc1 is not None else 0.0)
+
+
+def matching_layout(layouts: Mapping[str, ModuleType], state_dict: Dict[str, torch.Tensor]) -> Optional[str]:
+    """The first layout (in the mapping's order) whose ``matches(state_dict)`` holds, or None."""
+    return next((name for name, layout in layouts.items() if layout.matches(state_dict)), None)
+
+
+def key_sample(state_dict: Dict[str, torch.Tensor], limit: int = 5) -> str:
+    """The first keys of a state dict for an error message."""
+    return ', '.join(list(state_dict)[:limit]) or 'no keys at all'
 
 
 def coverage_line(num_source: int, dropped: Dict[str, List[str]], produced: str) -> str:

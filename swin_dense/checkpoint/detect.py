@@ -3,6 +3,7 @@ from typing import Dict
 
 import torch
 
+from .common import key_sample, matching_layout
 from .errors import NotSwinV2Checkpoint, SwinV1Checkpoint
 from .layouts import LAYOUTS
 
@@ -30,16 +31,16 @@ def detect_layout(state_dict: Dict[str, torch.Tensor]) -> str:
         SwinV1Checkpoint: a Swin V1 state dict, with how to use it instead.
         NotSwinV2Checkpoint: when no layout matches, with a sample of the keys found.
     """
-    for name, layout in LAYOUTS.items():
-        if layout.matches(state_dict):
-            return name
+    name = matching_layout(LAYOUTS, state_dict)
+    if name is not None:
+        return name
     if detect_version(state_dict) == SWIN_V1:
         raise SwinV1Checkpoint(
             'this is a Swin V1 checkpoint (relative_position_bias_table, no cpb_mlp/logit_scale), not SwinV2: '
             'SwinTransformerV2 cannot use its weights. To compare with Swin V1, use the SwinTransformer backbone of '
             "mmdet / mmseg (type='SwinTransformer') and convert the file for it with "
             '`python tools/convert_checkpoint.py SRC DST.pth` (see docs/checkpoints.md, "Swin V1")')
-    sample = ', '.join(list(state_dict)[:5]) or 'no keys at all'
     raise NotSwinV2Checkpoint(
-        f'this is not a SwinV2 checkpoint in any known layout ({", ".join(LAYOUTS)}); its first keys are: {sample}. '
+        f'this is not a SwinV2 checkpoint in any known layout ({", ".join(LAYOUTS)}); its first keys are: '
+        f'{key_sample(state_dict)}. '
         'Swin V1 and other models cannot be loaded into SwinTransformerV2.')

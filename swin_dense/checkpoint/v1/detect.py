@@ -3,6 +3,7 @@ from typing import Dict
 
 import torch
 
+from ..common import key_sample, matching_layout
 from ..errors import CheckpointError
 from .layouts import V1_LAYOUTS
 
@@ -16,16 +17,16 @@ def detect_v1_layout(state_dict: Dict[str, torch.Tensor]) -> str:
         CheckpointError: no layout matches (the message says if the file is already in the
             OpenMMLab layout), with a sample of the keys found.
     """
-    for name, layout in V1_LAYOUTS.items():
-        if layout.matches(state_dict):
-            return name
+    name = matching_layout(V1_LAYOUTS, state_dict)
+    if name is not None:
+        return name
     if any(k.startswith('stages.') and k.endswith(_OPENMMLAB_TABLE) for k in state_dict):
         raise CheckpointError(
             'this Swin V1 checkpoint is already in the OpenMMLab layout (stages.*.attn.w_msa.*): a file written by '
             'this converter or an mmdet/mmseg model loads into their SwinTransformer as it is (convert_weights=False; '
             "mmdet takes only keys prefixed 'backbone.'). mmpretrain's V1 layout (downsample at the start of a stage) "
             'is not converted here: convert the official, HF or timm release of the same weights instead')
-    sample = ', '.join(list(state_dict)[:5]) or 'no keys at all'
     raise CheckpointError(
-        f'this Swin V1 checkpoint is in no known V1 layout ({", ".join(V1_LAYOUTS)}); its first keys are: {sample}. '
+        f'this Swin V1 checkpoint is in no known V1 layout ({", ".join(V1_LAYOUTS)}); its first keys are: '
+        f'{key_sample(state_dict)}. '
         'Convert a release in one of those layouts (official .pth, HF folder, timm file)')
