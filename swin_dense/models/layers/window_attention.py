@@ -102,19 +102,20 @@ class WindowAttentionV2(nn.Module):
         bias = self.position_bias(window_size)  # (nH, N, N), float32
         if self.chunk_size > 0:
             return self._sequential(x, bias, mask)
-        attn_mask = self.sdpa_mask(window_size, mask) if self.attn_impl == 'sdpa' else None
-        return self._attend(x, bias, mask, attn_mask)
+        return self._attend(x, bias, mask, cache_mask=True)
 
-    def sdpa_mask(self, window_size: Tuple[int, int], mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def sdpa_mask(self, bias: torch.Tensor, mask: Optional[torch.Tensor], cache: bool = False) -> torch.Tensor:
         """``16 * sigmoid(bias) + mask`` of shape (nW, nH, N, N), or (1, nH, N, N) without a mask.
 
-        Cached (one entry per module) while no gradient is needed: masks come from a shape-keyed
-        cache, so the same mask object means the same input size.
+        Args:
+            bias: (nH, N, N) from :meth:`position_bias`.
+            mask: (nW, N, N) or None.
+            cache: keep the sum (one entry per module) while no gradient is needed; the bias and the
+                masks come from caches, so the same objects mean the same input size.
         """
-        bias = self.position_bias(window_size)
         if mask is None:
             return bias.unsqueeze(0)
-        if torch.is_grad_enabled():
+        if not cache or torch.is_grad_enabled():
             return bias.unsqueeze(0) + mask.unsqueeze(1)
         cached = self._sdpa_mask_cache
         if cached is None or cached[0] is not bias or cached[1] is not mask:
@@ -140,20 +141,20 @@ class WindowAttentionV2(nn.Module):
         """
         b_ = x.shape[0]
         nw = 1 if mask is None else mask.shape[0]
-        chunk = _chunk_length(b_, min(self.chunk_size, nw) if nw > 1 else self.chunk_size, nw)  # within one image
+        chunk = _chunk_length(b_, self.chunk_size, nw)
         outs = [checkpoint_if_training(self._attend, x[i:i + chunk], bias, _mask_rows(mask, i, chunk))
                 for i in range(0, b_, chunk)]
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def _attend(self, x: torch.Tensor, bias: torch.Tensor, mask: Optional[torch.Tensor],
-                attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                cache_mask: bool = False) -> torch.Tensor:
         """qkv projection, attention and output projection of (B', N, C) windows.
 
         Args:
             x: (B', N, C), whole images' windows or a chunk within one image.
             bias: (nH, N, N).
             mask: (nW, N, N) or the chunk's (B', N, N) rows, or None.
-            attn_mask: ``'sdpa'`` only: the (nW or 1, nH, N, N) bias + mask when already built.
+            cache_mask: ``'sdpa'``: keep bias + mask for the next call (see :meth:`sdpa_mask`).
 
         Returns:
             (B', N, C).
@@ -167,8 +168,7 @@ class WindowAttentionV2(nn.Module):
         if self.attn_impl == 'eager':
             out = self._eager(qkv, scale, bias, mask)
         else:
-            if attn_mask is None:
-                attn_mask = bias.unsqueeze(0) if mask is None else bias.unsqueeze(0) + mask.unsqueeze(1)
+            attn_mask = self.sdpa_mask(bias, mask, cache_mask)  # (nW or 1, nH, N, N)
             # q is scaled by exp(logit_scale), k by 1: one multiply normalises both and folds the scale in.
             qk_scale = torch.stack((scale.view(-1, 1), torch.ones_like(scale.view(-1, 1))))  # (2, nH, 1)
             # With a mask, one image's windows per call: the mask's batch then matches q's exactly,
@@ -225,13 +225,12 @@ def checkpoint_if_training(fn: Callable[..., torch.Tensor], *args: Any) -> torch
 
 
 def _chunk_length(num_windows: int, chunk_size: int, windows_per_image: int) -> int:
-    """Windows per attention call: all when ``chunk_size`` is 0, else a length that keeps every chunk
-    aligned with the mask (a divisor of ``windows_per_image`` or a multiple of it)."""
-    if chunk_size <= 0 or chunk_size >= num_windows:
-        return num_windows
-    if chunk_size >= windows_per_image:
-        return chunk_size // windows_per_image * windows_per_image
-    return max(d for d in range(1, chunk_size + 1) if windows_per_image % d == 0)
+    """Windows per chunk in sequential mode: at most ``chunk_size``; with a mask (``windows_per_image``
+    > 1) a divisor of ``windows_per_image``, so every chunk lies within one image and takes
+    consecutive mask rows."""
+    if windows_per_image == 1:
+        return min(chunk_size, num_windows)
+    return max(d for d in range(1, min(chunk_size, windows_per_image) + 1) if windows_per_image % d == 0)
 
 
 def _mask_rows(mask: Optional[torch.Tensor], start: int, length: int) -> Optional[torch.Tensor]:
