@@ -1,8 +1,10 @@
 """Shared pytest fixtures: the synthetic sample datasets, generated once per session in tmp dirs."""
 import os
 import sys
+from typing import Any, Callable, Tuple
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -78,3 +80,16 @@ def det_train_run(coco_sample, tmp_path_factory):
     checkpoint = os.path.join(work_dir, f'epoch_{DET_TRAIN_EPOCHS}.pth')
     return dict(work_dir=work_dir, checkpoint=checkpoint, stdout=proc.stdout + proc.stderr,
                 seconds=time.time() - t0, epochs=DET_TRAIN_EPOCHS, data_root=coco_sample)
+
+
+def saved_bytes(fn: Callable[[], Any]) -> Tuple[Any, int]:
+    """(``fn()``, bytes of the tensors autograd keeps for backward while it runs)."""
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        result = fn()
+    return result, total

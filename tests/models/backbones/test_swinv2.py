@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from conftest import saved_bytes
 from swin_dense import SwinTransformerV2
 
 TINY = dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
@@ -109,14 +110,7 @@ def test_sequential_mode_trains_like_full_with_a_smaller_peak():
     results = {}
     for chunk, with_cp in ((0, False), (2, False), (2, True)):
         model = _model(window_size=8, attn_chunk_size=chunk, with_cp=with_cp).train()
-        saved = 0
-
-        def pack(t):
-            nonlocal saved
-            saved += t.numel() * t.element_size()
-            return t
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = sum(o.square().mean() for o in model(x))
+        loss, saved = saved_bytes(lambda: sum(o.square().mean() for o in model(x)))
         loss.backward()
         results[chunk, with_cp] = (loss.detach(), {n: p.grad for n, p in model.named_parameters()}, saved)
     full_loss, full_grads, full_saved = results[0, False]

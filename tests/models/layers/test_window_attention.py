@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from conftest import saved_bytes
 from swin_dense.models.layers.window_attention import WindowAttentionV2
 from swin_dense.models.layers.window_masks import attention_mask
 
@@ -96,19 +97,6 @@ def test_all_zero_tokens_stay_finite_in_half_precision_autocast():
     assert torch.isfinite(out).all()
 
 
-def _saved_bytes(fn) -> int:
-    """Bytes of the tensors autograd keeps for backward while ``fn`` runs."""
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return total
-
-
 def test_sequential_attention_trains_like_full_and_keeps_no_attention_weights():
     """chunk_size > 0 in training: same output and gradients, and no (windows, heads, N, N) tensor saved."""
     torch.manual_seed(0)
@@ -120,7 +108,7 @@ def test_sequential_attention_trains_like_full_and_keeps_no_attention_weights():
         x.grad = None
         out = attn(x, (8, 8), mask)
         out.square().sum().backward()
-        saved = _saved_bytes(lambda: attn(x, (8, 8), mask))
+        _, saved = saved_bytes(lambda: attn(x, (8, 8), mask))
         results.append((out.detach(), x.grad.clone(), attn.cpb_mlp[0].weight.grad.clone(), saved))
     (out0, gx0, gb0, saved_full), (out2, gx2, gb2, saved_seq) = results
     torch.testing.assert_close(out2, out0, atol=1e-5, rtol=0)
