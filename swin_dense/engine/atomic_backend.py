@@ -72,6 +72,11 @@ def atomic_write(path: Union[str, Path], data: bytes) -> None:
     _fsync_directory(folder)
 
 
+def is_partial_name(name: str) -> bool:
+    """Whether a file name is one of :func:`atomic_write`'s temporary files."""
+    return bool(_PARTIAL_NAME.match(name))
+
+
 def remove_partial_files(folder: Union[str, Path]) -> List[str]:
     """Delete the temporary files that writers killed inside :func:`atomic_write` left in ``folder``.
 
@@ -83,7 +88,7 @@ def remove_partial_files(folder: Union[str, Path]) -> List[str]:
         return []
     removed = []
     for name in sorted(os.listdir(folder)):
-        if _PARTIAL_NAME.match(name):
+        if is_partial_name(name):
             path = osp.join(folder, name)
             if osp.isfile(path):
                 os.remove(path)
@@ -109,4 +114,4 @@ class AtomicLocalBackend(LocalBackend):
         atomic_write(filepath, obj.encode(encoding))
 
 
-__all__ = ['AtomicLocalBackend', 'PARTIAL_SUFFIX', 'atomic_write', 'remove_partial_files']
+__all__ = ['AtomicLocalBackend', 'PARTIAL_SUFFIX', 'atomic_write', 'is_partial_name', 'remove_partial_files']

@@ -31,8 +31,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .formats import (atomic_write, atomic_write_json, coco_category_ids, coco_results, det_instances, encode_png,
-                      is_temp_name, seg_label_map)
+from ..engine.atomic_backend import atomic_write, remove_partial_files
+from .formats import atomic_write_json, coco_category_ids, coco_results, det_instances, encode_png, seg_label_map
 from .inputs import ImageError, InputImage, chunks, collect_inputs, output_stems
 
 
@@ -112,16 +112,8 @@ def _check_fingerprint(out: str, fp: Dict[str, Any]) -> bool:
 
 
 def _remove_stale_temps(out: str) -> int:
-    n = 0
-    for root, _, files in os.walk(out):
-        for name in files:
-            if is_temp_name(name):
-                try:
-                    os.unlink(osp.join(root, name))
-                    n += 1
-                except OSError:
-                    pass
-    return n
+    """Delete the temporary files of writes a crash interrupted anywhere under ``out``; how many."""
+    return sum(len(remove_partial_files(root)) for root, _, _ in os.walk(out))
 
 
 def image_ids(images: Sequence[InputImage], ann_images: Optional[Sequence[Dict]] = None) -> List[int]:

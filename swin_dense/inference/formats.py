@@ -13,12 +13,12 @@ Segmentation: one label map per image, the class index (into the model's class l
 saved as a single-channel PNG (8-bit, or 16-bit for more than 256 classes).
 """
 import json
-import os
-import threading
 from typing import Any, Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
+
+from ..engine.atomic_backend import atomic_write
 
 #: The 80 COCO class names and their category ids in the COCO annotation files.
 COCO_CATEGORY_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28,
@@ -136,34 +136,10 @@ def decode_label_png(data: bytes) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- atomic writes
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is either absent or complete: a temporary file in
-    the same folder, flushed and fsynced, then ``os.replace``d onto ``path``."""
-    folder = os.path.dirname(path) or '.'
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f'.{os.path.basename(path)}.{os.getpid()}.{threading.get_ident()}.tmp')
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def atomic_write_json(path: str, obj: Any, indent: Optional[int] = None) -> None:
     atomic_write(path, json.dumps(obj, indent=indent, separators=None if indent else (',', ':')).encode('utf-8'))
 
 
-def is_temp_name(name: str) -> bool:
-    return name.startswith('.') and name.endswith('.tmp')
-
-
 __all__ = ['COCO_CATEGORY_IDS', 'encode_masks', 'det_instances', 'named_instances', 'coco_category_ids',
            'coco_results', 'seg_label_map', 'encode_png', 'decode_label_png', 'atomic_write',
-           'atomic_write_json', 'is_temp_name']
+           'atomic_write_json']

@@ -209,7 +209,7 @@ def test_killed_run_continues_to_the_same_outputs(det_infer, ckpts, det_data, tm
     assert 0 < done_before < N_DET, 'the run was not stopped midway'
     assert not os.path.exists(os.path.join(out, 'results.json'))
     # what a crash can leave: stray temporary files, a picture without its shard; none counts as done
-    open(os.path.join(shards, '.000000100006.json.999.1.tmp'), 'w').write('{"half": ')
+    open(os.path.join(shards, '.000000100006.json.999-0123abcd.partial'), 'w').write('{"half": ')
     missing = sorted(set(os.listdir(os.path.join(det_data, 'val2017'))) -
                      {n.replace('.json', '.jpg') for n in os.listdir(shards) if not n.startswith('.')})
     os.makedirs(os.path.join(out, 'vis'), exist_ok=True)
@@ -225,7 +225,7 @@ def test_killed_run_continues_to_the_same_outputs(det_infer, ckpts, det_data, tm
     names = sorted(os.listdir(os.path.join(ref, 'vis')))
     assert sorted(os.listdir(os.path.join(out, 'vis'))) == names
     assert filecmp.cmpfiles(os.path.join(ref, 'vis'), os.path.join(out, 'vis'), names, shallow=False)[0] == names
-    leftovers = [n for _, _, files in os.walk(out) for n in files if n.endswith('.tmp')]
+    leftovers = [n for _, _, files in os.walk(out) for n in files if n.endswith('.partial')]
     assert leftovers == []
 
 
