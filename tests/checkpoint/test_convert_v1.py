@@ -23,8 +23,6 @@ implementations shift every second block. At 224 px the last map is 7x7 = the wi
 code, HF and timm stop shifting there, mmdet/mmseg keep shifting; ``test_last_stage_at_224...``
 measures that difference.
 """
-import importlib.util
-import os
 from typing import Dict, List, Sequence, Tuple
 
 import pytest
@@ -34,6 +32,7 @@ import torch.nn.functional as F
 from mmengine.config import ConfigDict
 
 from swin_dense import SwinTransformerV2
+from test_convert_checkpoint import cli_main
 from swin_dense.checkpoint import (CheckpointError, SwinV1Checkpoint, convert_checkpoint, convert_v1_state_dict,
                                    detect_version, load_pretrained, read_checkpoint)
 
@@ -41,8 +40,6 @@ timm_swin = pytest.importorskip('timm.models.swin_transformer')
 transformers = pytest.importorskip('transformers')
 mmdet_backbones = pytest.importorskip('mmdet.models.backbones')
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CLI = os.path.join(ROOT, 'tools', 'convert_checkpoint.py')
 ARCH = dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
 WINDOW = 7
 SIZE = 448  # stage maps 112, 56, 28, 14: all larger than the window
@@ -187,17 +184,6 @@ def max_diffs(actual: Sequence[torch.Tensor], expected: Sequence[torch.Tensor]) 
 
 def images(size: int = SIZE, seed: int = 0) -> torch.Tensor:
     return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-def cli_main(capsys: pytest.CaptureFixture, *args: str) -> Tuple[int, str, str]:
-    """tools/convert_checkpoint.py's main() in this process: (status, stdout, stderr)."""
-    spec = importlib.util.spec_from_file_location('convert_checkpoint_cli', CLI)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    capsys.readouterr()
-    status = module.main(list(args))
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def official_from_timm(timm_state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
