@@ -111,6 +111,35 @@ def matching_layout(layouts: Mapping[str, ModuleType], state_dict: Dict[str, tor
     return next((name for name, layout in layouts.items() if layout.matches(state_dict)), None)
 
 
+def resolve_layout(state_dict: Dict[str, torch.Tensor], layout: str, layouts: Mapping[str, ModuleType],
+                   detect: Callable[[Dict[str, torch.Tensor]], str], family: str) -> str:
+    """The layout to convert ``state_dict`` from: ``detect(state_dict)`` for ``'auto'``, else ``layout``
+    once checked against the keys.
+
+    Args:
+        layout: ``'auto'`` or a key of ``layouts``.
+        layouts: name -> layout module (with ``matches``).
+        detect: returns the matching layout's name or raises :class:`CheckpointError`.
+        family: ``'SwinV2'`` or ``'Swin V1'``, for the messages.
+
+    Raises:
+        ValueError: ``layout`` is no known name.
+        CheckpointError: the keys are not in the given layout (the message says what they look like).
+    """
+    if layout == 'auto':
+        return detect(state_dict)
+    if layout not in layouts:
+        raise ValueError(f'unknown {family} layout {layout!r}; use auto or one of {sorted(layouts)}')
+    if not layouts[layout].matches(state_dict):
+        try:
+            found = f'the {detect(state_dict)} layout'
+        except CheckpointError as err:
+            found = f'no {family} layout: {err}'
+        raise CheckpointError(f'the checkpoint is not in the {layout} layout (its keys look like {found}); '
+                              'give the right --src-format or auto')
+    return layout
+
+
 def key_sample(state_dict: Dict[str, torch.Tensor], limit: int = 5) -> str:
     """The first keys of a state dict for an error message."""
     return ', '.join(list(state_dict)[:limit]) or 'no keys at all'

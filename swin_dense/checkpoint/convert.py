@@ -23,10 +23,10 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 
-from .common import (DROP_RULES, OUTSIDE_BACKBONE, StemArch, coverage_line, drop_reason, read_stem, short,
-                     split_backbone)
+from .common import (DROP_RULES, OUTSIDE_BACKBONE, StemArch, coverage_line, drop_reason, read_stem, resolve_layout,
+                     short, split_backbone)
 from .detect import SWIN_V1, detect_layout, detect_version
-from .errors import CheckpointError, SwinV1Checkpoint
+from .errors import CheckpointError
 from .layouts import LAYOUTS
 from .read import read_checkpoint, write_checkpoint
 from .v1 import V1_LAYOUTS, V1ConvertResult, convert_v1_checkpoint
@@ -110,13 +110,7 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor], layout: str = 'auto'
         ValueError: an unknown layout name.
     """
     source, dropped = split_backbone(state_dict)
-    if layout == 'auto':
-        layout = detect_layout(source)
-    elif layout not in LAYOUTS:
-        raise ValueError(f'unknown layout {layout!r}; use auto or one of {sorted(LAYOUTS)}')
-    elif not LAYOUTS[layout].matches(source):
-        raise CheckpointError(f'the checkpoint is not in the {layout} layout (its keys look like '
-                              f'{_detected(source)}); give the right layout or auto')
+    layout = resolve_layout(source, layout, LAYOUTS, detect_layout, 'SwinV2')
     official = LAYOUTS[layout].to_official(source)
     arch = infer_arch(official)
     out: Dict[str, torch.Tensor] = {}
@@ -129,15 +123,6 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor], layout: str = 'auto'
     _check_keys(out, arch, layout)
     return Conversion(out, layout, arch, len(state_dict), dropped, trained_windows(official, arch.num_stages),
                       pretrained_window_from_coords(official, arch.num_stages))
-
-
-def _detected(state_dict: Dict[str, torch.Tensor]) -> str:
-    try:
-        return f'the {detect_layout(state_dict)} layout'
-    except SwinV1Checkpoint:
-        return 'Swin V1 (use --src-format auto or a v1-* layout)'
-    except CheckpointError:
-        return 'no SwinV2 layout'
 
 
 def infer_arch(official: Dict[str, torch.Tensor]) -> Arch:

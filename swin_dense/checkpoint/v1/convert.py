@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from ..common import coverage_line, drop_reason, short, split_backbone
+from ..common import coverage_line, drop_reason, resolve_layout, short, split_backbone
 from ..errors import CheckpointError
 from ..read import write_checkpoint
 from .arch import V1Arch, infer_v1_arch
@@ -90,13 +90,7 @@ def convert_v1_state_dict(state_dict: Dict[str, torch.Tensor], layout: str = 'au
         ValueError: an unknown layout name or a window below 1.
     """
     source, dropped = split_backbone(state_dict)
-    if layout == 'auto':
-        layout = detect_v1_layout(source)
-    elif layout not in V1_LAYOUTS:
-        raise ValueError(f'unknown Swin V1 layout {layout!r}; use auto or one of {sorted(V1_LAYOUTS)}')
-    elif not V1_LAYOUTS[layout].matches(source):
-        raise CheckpointError(f'the checkpoint is not in the {layout} layout (its keys look like {_detected(source)});'
-                              ' give the right --src-format or auto')
+    layout = resolve_layout(source, layout, V1_LAYOUTS, detect_v1_layout, 'Swin V1')
     official: Dict[str, torch.Tensor] = {}
     for key, value in V1_LAYOUTS[layout].to_official(source).items():
         reason = drop_reason(key)
@@ -114,13 +108,6 @@ def convert_v1_state_dict(state_dict: Dict[str, torch.Tensor], layout: str = 'au
     _check_keys(official, arch, layout)
     out, added = to_mmdet(official, arch)
     return V1Conversion(out, layout, arch, len(state_dict), dropped, added, trained)
-
-
-def _detected(state_dict: Dict[str, torch.Tensor]) -> str:
-    try:
-        return f'the {detect_v1_layout(state_dict)} layout'
-    except CheckpointError:
-        return 'no Swin V1 layout'
 
 
 def _check_keys(official: Dict[str, torch.Tensor], arch: V1Arch, layout: str) -> None:
