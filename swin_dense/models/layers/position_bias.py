@@ -80,13 +80,15 @@ def continuous_position_bias(cpb_mlp: nn.Module, num_heads: int, window_size: Tu
         pretrained_window_size: (0, 0) for none.
 
     Returns:
-        ``16 * sigmoid(bias)`` of shape (num_heads, N, N), N = Wh * Ww, in float32.
+        ``16 * sigmoid(bias)`` of shape (num_heads, N, N), N = Wh * Ww, in float32 (float64 for a
+        float64 MLP).
     """
     device = cpb_mlp[0].weight.device
     table = relative_coords_table(tuple(window_size), tuple(pretrained_window_size), device)
     index = relative_position_index(tuple(window_size), device)
     with torch.autocast(device_type=device.type, enabled=False):
-        bias_table = cpb_mlp(table.view(-1, 2)).float()  # ((2Wh-1)(2Ww-1), nH)
+        bias_table = cpb_mlp(table.view(-1, 2).to(cpb_mlp[0].weight.dtype))  # ((2Wh-1)(2Ww-1), nH)
+    bias_table = bias_table.to(torch.promote_types(bias_table.dtype, torch.float32))
     n = window_size[0] * window_size[1]
     # sigmoid on the small table, then one gather into a contiguous (nH, N, N): fused attention
     # kernels copy a non-contiguous mask on every call.

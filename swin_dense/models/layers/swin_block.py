@@ -11,23 +11,27 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 from torch.utils.checkpoint import checkpoint
 
+from .linear import Linear, fused_linear
 from .window_attention import WindowAttentionV2, checkpoint_if_training
 from .window_masks import attention_mask, window_partition, window_reverse
 
 
 class Mlp(nn.Module):
-    """fc1 (C -> hidden) -> GELU -> dropout -> fc2 (hidden -> C) -> dropout."""
+    """fc1 (C -> hidden) -> exact GELU -> dropout -> fc2 (hidden -> C) -> dropout.
+
+    In CPU inference fc1 and the GELU are one oneDNN call (see :mod:`.linear`).
+    """
 
     def __init__(self, dim: int, hidden_dims: int, drop: float = 0.0) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dims)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dims, dim)
+        self.fc2 = Linear(hidden_dims, dim)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., C) -> (..., C)."""
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        hidden = fused_linear(x, self.fc1.weight, self.fc1.bias, activation='gelu')
+        return self.drop(self.fc2(self.drop(hidden)))
 
 
 class SwinBlockV2(nn.Module):
@@ -113,7 +117,7 @@ class PatchMergingV2(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.reduction = Linear(4 * dim, 2 * dim, bias=False)
         self.norm = nn.LayerNorm(2 * dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@
 Two paths compute it:
 
 * ``'eager'``: the official op order (normalize, multiply by the scale, add the bias, add the
-  mask, softmax), bit-for-bit the reference.
+  mask, softmax), the reference.
 * ``'sdpa'``: ``F.scaled_dot_product_attention`` with the scale folded into the normalised queries
   and ``16 * sigmoid(bias) + mask`` as the additive mask (``scale=1``); equal to the eager path within
   fp32 rounding and faster.
@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from .linear import Linear, fused_linear
 from .position_bias import build_cpb_mlp, continuous_position_bias
 
 LOGIT_SCALE_MAX = math.log(1.0 / 0.01)
@@ -68,7 +69,7 @@ class WindowAttentionV2(nn.Module):
             self.q_bias = None
             self.v_bias = None
         self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(dim, dim)
+        self.proj = Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         self._bias_cache = {}
         self._sdpa_mask_cache = None
@@ -160,13 +161,10 @@ class WindowAttentionV2(nn.Module):
             (B', N, C).
         """
         b_, n, c = x.shape
-        qkv_bias = None
-        if self.q_bias is not None:
-            qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
-        qkv = F.linear(x, self.qkv.weight, qkv_bias).view(b_, n, 3, self.num_heads, c // self.num_heads)
-        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().float()  # (nH, 1, 1)
+        qk, v = self._project_qkv(x)
+        scale = _at_least_fp32(torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp())  # (nH, 1, 1)
         if self.attn_impl == 'eager':
-            out = self._eager(qkv, scale, bias, mask)
+            out = self._eager(qk, v, scale, bias, mask)
         else:
             attn_mask = self.sdpa_mask(bias, mask, cache_mask)  # (nW or 1, nH, N, N)
             # q is scaled by exp(logit_scale), k by 1: one multiply normalises both and folds the scale in.
@@ -174,17 +172,33 @@ class WindowAttentionV2(nn.Module):
             # With a mask, one image's windows per call: the mask's batch then matches q's exactly,
             # which keeps SDPA on its fused CPU kernel (a broadcast 5-D call falls back to math).
             step = attn_mask.shape[0] if attn_mask.shape[0] > 1 else b_
-            outs = [self._sdpa(qkv[i:i + step], qk_scale, attn_mask) for i in range(0, b_, step)]
+            outs = [self._sdpa(qk[i:i + step], v[i:i + step], qk_scale, attn_mask) for i in range(0, b_, step)]
             out = outs[0] if len(outs) == 1 else torch.cat(outs)
         out = out.to(x.dtype).transpose(1, 2).reshape(b_, n, c)
         return self.proj_drop(self.proj(out))
 
-    def _eager(self, qkv: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,
+    def _project_qkv(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The qkv projection (k without bias) of (B', N, C) windows as two products, q and k together
+        and v alone: the same values as one product, and q and k come out as one contiguous tensor,
+        which their normalisation reads three to four times faster than strided slices of qkv.
+
+        Returns:
+            qk (B', N, 2, nH, hd) and v (B', N, nH, hd).
+        """
+        b_, n, c = x.shape
+        qk_bias = None if self.q_bias is None else torch.cat((self.q_bias, torch.zeros_like(self.q_bias)))
+        qk = fused_linear(x, self.qkv.weight[:2 * c], qk_bias)
+        v = fused_linear(x, self.qkv.weight[2 * c:], self.v_bias)
+        return qk.view(b_, n, 2, self.num_heads, -1), v.view(b_, n, self.num_heads, -1)
+
+    def _eager(self, qk: torch.Tensor, v: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,
                mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """The official op order on (B', N, 3, nH, hd) qkv in float32; returns (B', nH, N, hd)."""
-        b_, n, _, nh, _ = qkv.shape
-        with torch.autocast(device_type=qkv.device.type, enabled=False):
-            q, k, v = qkv.float().permute(2, 0, 3, 1, 4).unbind(0)  # each (B', nH, N, hd)
+        """The official op order on qk (B', N, 2, nH, hd) and v (B', N, nH, hd) in float32;
+        returns (B', nH, N, hd)."""
+        b_, n, _, nh, _ = qk.shape
+        with torch.autocast(device_type=qk.device.type, enabled=False):
+            q, k = _at_least_fp32(qk).permute(2, 0, 3, 1, 4).unbind(0)  # each (B', nH, N, hd)
+            v = _at_least_fp32(v).transpose(1, 2)
             attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
             attn = attn * scale + bias.unsqueeze(0)
             if mask is not None:
@@ -194,20 +208,21 @@ class WindowAttentionV2(nn.Module):
             attn = self.attn_drop(attn.softmax(dim=-1))
             return attn @ v
 
-    def _sdpa(self, qkv: torch.Tensor, qk_scale: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-        """Fused attention of (B', N, 3, nH, hd) qkv in float32 with the logit scale folded into q.
+    def _sdpa(self, qk: torch.Tensor, v: torch.Tensor, qk_scale: torch.Tensor,
+              attn_mask: torch.Tensor) -> torch.Tensor:
+        """Fused attention of qk (B', N, 2, nH, hd) and v (B', N, nH, hd) in float32 with the logit
+        scale folded into q.
 
-        q and k are normalised together in qkv's own layout, where the reduced dimension is
+        q and k are normalised together in their own layout, where the reduced dimension is
         contiguous (three times faster on CPU than two ``F.normalize`` calls on permuted views).
         ``qk_scale`` is (2, nH, 1): exp(logit_scale) for q, 1 for k. ``attn_mask`` is (B', nH, N, N)
         or (1, nH, N, N). Returns (B', nH, N, hd).
         """
-        with torch.autocast(device_type=qkv.device.type, enabled=False):
-            qkv = qkv.float()
-            qk = qkv[:, :, :2]  # (B', N, 2, nH, hd)
+        with torch.autocast(device_type=qk.device.type, enabled=False):
+            qk = _at_least_fp32(qk)
             norm = torch.linalg.vector_norm(qk, dim=-1, keepdim=True).clamp_min(NORM_EPS)
             q, k = (qk * (qk_scale / norm)).transpose(1, 3).unbind(2)  # each (B', nH, N, hd)
-            v = qkv[:, :, 2].transpose(1, 2)
+            v = _at_least_fp32(v).transpose(1, 2)
             if q.device.type == 'cpu' and attn_mask.requires_grad:
                 # SDPA's CPU kernels take no mask gradient: it would run its math fallback, whose
                 # -inf-safe softmax costs extra passes. The same math, written out, is faster.
@@ -215,6 +230,11 @@ class WindowAttentionV2(nn.Module):
                 return attn @ v
             dropout = self.attn_drop.p if self.training else 0.0
             return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, scale=1.0)
+
+
+def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32, or as it is if its type is wider (a float64 reference model stays float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def checkpoint_if_training(fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:

@@ -1,4 +1,6 @@
 """SwinTransformerV2: shapes at any size, border correctness, window shrink, freezing, checkpointing, arguments."""
+import copy
+
 import pytest
 import torch
 
@@ -92,15 +94,23 @@ def test_with_cp_gives_the_same_gradients():
             torch.testing.assert_close(checkpointed[name], grad, atol=1e-6, rtol=1e-5)
 
 
-def test_sdpa_and_eager_agree_and_chunking_is_exact():
-    x = torch.randn(1, 3, 97, 130)
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_sdpa_is_as_exact_as_eager_and_chunking_changes_nothing(seed):
+    """Whole backbone, fp32, against the official op order run in float64: the fused path's error
+    is of the size of the eager fp32 path's own (fp32 reorderings grow through 8 blocks of
+    LayerNorms, so the two fp32 paths are compared through the reference, not with each other),
+    and sequential mode gives the fused path's outputs."""
+    x = torch.randn(1, 3, 97, 130, generator=torch.Generator().manual_seed(seed))
+    eager = _model(attn_impl='eager', window_size=8, mask_padding=True).eval()
     with torch.no_grad():
-        eager = _model(attn_impl='eager', window_size=8, mask_padding=True).eval()(x)
-        sdpa = _model(attn_impl='sdpa', window_size=8, mask_padding=True).eval()(x)
-        chunked = _model(attn_impl='sdpa', window_size=8, mask_padding=True, attn_chunk_size=3).eval()(x)
-    for e, s, c in zip(eager, sdpa, chunked):
-        torch.testing.assert_close(s, e, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(c, s, atol=1e-6, rtol=0)
+        reference = copy.deepcopy(eager).double()(x.double())
+        outputs = {(impl, chunk): _model(attn_impl=impl, window_size=8, mask_padding=True, attn_chunk_size=chunk).eval()(x)
+                   for impl, chunk in (('eager', 0), ('sdpa', 0), ('sdpa', 3))}
+    for i, ref in enumerate(reference):
+        errors = {key: (out[i].double() - ref).abs().max().item() for key, out in outputs.items()}
+        assert errors['eager', 0] < 1e-4, errors
+        assert errors['sdpa', 0] <= 2 * errors['eager', 0] + 1e-6, f'stage {i}: {errors}'
+        torch.testing.assert_close(outputs['sdpa', 3][i], outputs['sdpa', 0][i], atol=1e-6, rtol=0)
 
 
 def test_sequential_mode_trains_like_full_with_a_smaller_peak():
