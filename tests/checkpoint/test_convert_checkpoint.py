@@ -297,6 +297,15 @@ def test_round_trip_ours_official_ours():
     assert all(torch.equal(back[k], state[k]) for k in state)
 
 
+def test_named_layout_is_checked_against_the_keys():
+    official = to_official_state_dict(randomize_(ours(), seed=6).state_dict())
+    assert convert_state_dict(official, 'official').layout == 'official'
+    with pytest.raises(CheckpointError, match='not in the hf layout .*like the official layout.* --src-format'):
+        convert_state_dict(official, 'hf')
+    with pytest.raises(ValueError, match="unknown SwinV2 layout 'swin'; use auto or one of"):
+        convert_state_dict(official, 'swin')
+
+
 def test_round_trip_through_files(tmp_path):
     state = randomize_(ours(), seed=7).state_dict()
     torch.save({'state_dict': state}, tmp_path / 'ours.pth')
