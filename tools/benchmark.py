@@ -65,9 +65,10 @@ if ROOT not in sys.path:
 
 from swin_dense.checkpoint import to_backbone_state_dict  # noqa: E402
 from swin_dense.models.backbones.swinv2 import ARCH_ZOO, SwinTransformerV2  # noqa: E402
+from swin_dense.models.layers.linear import fused_linears  # noqa: E402
 from swin_dense.models.layers.swin_block import effective_window  # noqa: E402
 
-IMPLS = ('swin_dense', 'timm', 'mmpretrain', 'swin_dense_compiled')
+IMPLS = ('swin_dense', 'timm', 'mmpretrain', 'swin_dense_compiled', 'swin_dense_unfused')
 DEFAULT_IMPLS = IMPLS[:3]  # swin_dense_compiled: inductor compiles for minutes on a small CPU
 PATCH = 4
 
@@ -324,6 +325,30 @@ class SwinDenseCompiledImpl(SwinDenseImpl):
         return self.model._orig_mod
 
 
+class _PlainLinears(nn.Module):
+    """Runs the wrapped swin_dense model with the oneDNN Linear kernel off (plain ``F.linear``)."""
+
+    def __init__(self, model: SwinTransformerV2) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        with fused_linears(False):
+            return self.model(x)
+
+
+class SwinDenseUnfusedImpl(SwinDenseImpl):
+    """swin_dense with plain ``F.linear`` + ``F.gelu`` in inference: what the fused Linear layers gain."""
+
+    name = 'swin_dense_unfused'
+
+    def _build(self, size):
+        return _PlainLinears(super()._build(size))
+
+    def _backbone(self) -> SwinTransformerV2:
+        return self.model.model
+
+
 class TimmImpl(Impl):
     name = 'timm'
     per_size = True
@@ -385,7 +410,8 @@ class MMPretrainImpl(Impl):
         return self.model.patch_embed.projection.weight
 
 
-IMPL_CLASSES = {c.name: c for c in (SwinDenseImpl, SwinDenseCompiledImpl, TimmImpl, MMPretrainImpl)}
+IMPL_CLASSES = {c.name: c for c in (SwinDenseImpl, SwinDenseCompiledImpl, SwinDenseUnfusedImpl, TimmImpl,
+                                    MMPretrainImpl)}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -101,3 +101,16 @@ def test_swin_dense_caches_count_towards_its_memory(report):
     first, necessarily shows them.)"""
     row, = _rows(report, impl='swin_dense', size='128x128', mode='forward')
     assert row['cache_mib'] > 0, row
+
+
+def test_unfused_variant_runs_plain_linears_with_the_same_outputs(tmp_path):
+    out = tmp_path / 'rows.json'
+    cmd = [sys.executable, TOOL, '--arch-json', ARCH, '--window', '4', '--sizes', '64x96', '--mode', 'forward',
+           '--impls', 'swin_dense,swin_dense_unfused', '--repeats', '1', '--warmup', '1', '--threads', '1',
+           '--json', str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(out) as f:
+        rows = {r['impl']: r for r in json.load(f)['rows']}
+    assert rows['swin_dense']['status'] == rows['swin_dense_unfused']['status'] == 'ok'
+    assert max(rows['swin_dense_unfused']['max_abs_diff']) < 1e-5

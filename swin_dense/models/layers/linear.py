@@ -7,7 +7,8 @@ torch.compile's CPU backend emits for these patterns) adds the bias and applies 
 GELU in its epilogue. It has no backward, so it is taken only where no gradient is recorded; it
 gives the same values as ``F.linear`` (+ ``F.gelu``) up to fp32 summation order.
 """
-from typing import Optional
+import contextlib
+from typing import Iterator, Optional
 
 import torch
 import torch.nn as nn
@@ -47,6 +48,19 @@ def fused_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Ten
                                                   'none' if activation == 'gelu' else '')
     out = F.linear(x, weight, bias)
     return F.gelu(out) if activation == 'gelu' else out
+
+
+@contextlib.contextmanager
+def fused_linears(enabled: bool) -> Iterator[None]:
+    """Within the block, take the oneDNN kernel where possible (``True``, the default outside) or
+    never (``False``: plain ``F.linear`` + ``F.gelu``, e.g. to compare the two)."""
+    global _FUSED
+    saved = _FUSED
+    _FUSED = enabled and saved
+    try:
+        yield
+    finally:
+        _FUSED = saved
 
 
 class Linear(nn.Linear):

@@ -5,7 +5,7 @@ from torch.profiler import profile
 
 import swin_dense.models.layers.linear as linear
 from swin_dense import SwinTransformerV2
-from swin_dense.models.layers.linear import Linear, fused_linear
+from swin_dense.models.layers.linear import Linear, fused_linear, fused_linears
 
 FUSED_OP = 'mkldnn::_linear_pointwise'
 
@@ -71,14 +71,16 @@ def test_unknown_activation_is_refused(inputs):
         fused_linear(x, w, b, 'relu')
 
 
-def test_backbone_gives_the_same_outputs_with_and_without_the_fused_kernel(monkeypatch):
+def test_backbone_gives_the_same_outputs_with_and_without_the_fused_kernel():
     torch.manual_seed(0)
     model = SwinTransformerV2(arch=dict(embed_dims=16, depths=[1, 1], num_heads=[1, 2]), window_size=4,
                               out_indices=(0, 1)).eval()
     x = torch.randn(1, 3, 45, 61)
     with torch.no_grad():
         fused = model(x)
-        monkeypatch.setattr(linear, '_FUSED', False)
-        plain = model(x)
+        with fused_linears(False):
+            assert FUSED_OP not in _ops(lambda: model(x))
+            plain = model(x)
+        assert FUSED_OP in _ops(lambda: model(x))
     for a, b in zip(fused, plain):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
