@@ -84,14 +84,9 @@ class SwinBlockV2(nn.Module):
         pad_h, pad_w = (-h) % window_size, (-w) % window_size
         if pad_h or pad_w:
             x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-        if shift_size:
-            x = torch.roll(x, shifts=(-shift_size, -shift_size), dims=(1, 2))
-        windows = window_partition(x, (window_size, window_size))
-        windows = self.attn(windows, (window_size, window_size), mask)
-        x = window_reverse(windows, (window_size, window_size), h + pad_h, w + pad_w)
-        if shift_size:
-            x = torch.roll(x, shifts=(shift_size, shift_size), dims=(1, 2))
-        x = x[:, :h, :w]
+        window, shift = (window_size, window_size), (shift_size, shift_size)
+        windows = self.attn(window_partition(x, window, shift), window, mask)
+        x = window_reverse(windows, window, h + pad_h, w + pad_w, shift)[:, :h, :w]
         x = shortcut + self.drop_path(self.norm1(x))
         return x + self.drop_path(self._ffn(x, window_size))
 

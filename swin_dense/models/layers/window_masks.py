@@ -16,28 +16,53 @@ import torch
 MASK_VALUE = -100.0
 
 
-def window_partition(x: torch.Tensor, window_size: Tuple[int, int]) -> torch.Tensor:
-    """Cut a map into windows.
+def window_partition(x: torch.Tensor, window_size: Tuple[int, int],
+                     shift_size: Tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Cut a map into windows, after a cyclic shift by ``-shift_size`` (``torch.roll``) if given.
 
     Args:
         x: (B, H, W, C) with H, W multiples of the window.
         window_size: (Wh, Ww).
+        shift_size: (sh, sw); the shifted map's windows are gathered in one pass (a cached token
+            order) instead of a roll and a partition: torch.roll over two dims is slow on CPU.
 
     Returns:
-        (B * nW, Wh * Ww, C), windows in row-major order over the map.
+        (B * nW, Wh * Ww, C), windows in row-major order over the (shifted) map.
     """
     b, h, w, c = x.shape
     wh, ww = window_size
+    if any(shift_size):
+        order, _ = _shifted_window_order((h, w), tuple(window_size), tuple(shift_size), x.device)
+        return x.reshape(b, h * w, c).index_select(1, order).view(-1, wh * ww, c)
     x = x.view(b, h // wh, wh, w // ww, ww, c).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, wh * ww, c)
 
 
-def window_reverse(windows: torch.Tensor, window_size: Tuple[int, int], h: int, w: int) -> torch.Tensor:
-    """Inverse of :func:`window_partition`: (B * nW, Wh * Ww, C) -> (B, H, W, C)."""
+def window_reverse(windows: torch.Tensor, window_size: Tuple[int, int], h: int, w: int,
+                   shift_size: Tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: (B * nW, Wh * Ww, C) -> (B, H, W, C), rolled back by
+    ``+shift_size`` if given."""
     wh, ww = window_size
     c = windows.shape[-1]
+    if any(shift_size):
+        _, restore = _shifted_window_order((h, w), tuple(window_size), tuple(shift_size), windows.device)
+        return windows.reshape(-1, h * w, c).index_select(1, restore).view(-1, h, w, c)
     x = windows.view(-1, h // wh, w // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, h, w, c)
+
+
+@lru_cache(maxsize=64)
+def _shifted_window_order(size: Tuple[int, int], window_size: Tuple[int, int], shift_size: Tuple[int, int],
+                          device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(order, restore), each (H * W,): token ``order[i]`` of the map is position i of the shifted
+    map's windows, and position ``restore[t]`` of the windows holds token t."""
+    h, w = size
+    ids = torch.arange(h * w, device=device).view(1, h, w, 1)
+    ids = torch.roll(ids, shifts=(-shift_size[0], -shift_size[1]), dims=(1, 2))
+    order = window_partition(ids, window_size).reshape(-1)
+    restore = torch.empty_like(order)
+    restore[order] = torch.arange(h * w, device=device)
+    return order, restore
 
 
 def _region_ids(length: int, window: int, shift: int, device: torch.device) -> torch.Tensor:

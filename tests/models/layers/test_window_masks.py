@@ -13,6 +13,18 @@ def test_partition_reverse_roundtrip():
     assert torch.equal(window_reverse(windows, (4, 4), 12, 8), x)
 
 
+def test_shifted_partition_is_roll_then_partition_and_reverses_exactly():
+    x = torch.randn(2, 12, 8, 5, requires_grad=True)
+    windows = window_partition(x, (4, 4), (2, 1))
+    expected = window_partition(torch.roll(x, shifts=(-2, -1), dims=(1, 2)), (4, 4))
+    assert torch.equal(windows, expected)
+    assert torch.equal(window_reverse(windows, (4, 4), 12, 8, (2, 1)), x)
+    target = torch.randn_like(windows)
+    grad, = torch.autograd.grad((windows * target).sum(), x)
+    expected_grad, = torch.autograd.grad((expected * target).sum(), x)
+    assert torch.equal(grad, expected_grad)
+
+
 def test_unshifted_unpadded_has_no_mask():
     assert attention_mask((8, 8), (4, 4), (0, 0), (0, 0), False, CPU) is None
     assert attention_mask((8, 8), (4, 4), (0, 0), (2, 0), False, CPU) is None
