@@ -84,23 +84,11 @@ def toy_runner(work_dir: str, *, max_iters: int = 6, interval: int = 2, checkpoi
 
 
 # ----------------------------------------------------------------------------- the kill, in a child
-class _DieHalfway:
-    """A binary file that, for the ``kill_at``-th large write, writes half of the bytes and SIGKILLs the process."""
-
-    count = 0
-    kill_at = 0
+class _FileProxy:
+    """A file object that passes everything to ``f``; subclasses replace ``write``."""
 
     def __init__(self, f) -> None:
         self._f = f
-
-    def write(self, data):
-        if len(data) > 10_000:
-            _DieHalfway.count += 1
-            if _DieHalfway.count == _DieHalfway.kill_at:
-                self._f.write(data[:len(data) // 2])
-                self._f.flush()
-                os.kill(os.getpid(), signal.SIGKILL)
-        return self._f.write(data)
 
     def __getattr__(self, name):
         return getattr(self._f, name)
@@ -110,6 +98,22 @@ class _DieHalfway:
 
     def __exit__(self, *exc):
         return self._f.__exit__(*exc)
+
+
+class _DieHalfway(_FileProxy):
+    """A binary file that, for the ``kill_at``-th large write, writes half of the bytes and SIGKILLs the process."""
+
+    count = 0
+    kill_at = 0
+
+    def write(self, data):
+        if len(data) > 10_000:
+            _DieHalfway.count += 1
+            if _DieHalfway.count == _DieHalfway.kill_at:
+                self._f.write(data[:len(data) // 2])
+                self._f.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+        return self._f.write(data)
 
 
 def _trapped(opener):
@@ -201,22 +205,10 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch
     atomic_write(path, b'old content')
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
 
-    class DiskFull:
-        def __init__(self, f):
-            self.f = f
-
+    class DiskFull(_FileProxy):
         def write(self, data):
-            self.f.write(data[:len(data) // 2])
+            self._f.write(data[:len(data) // 2])
             raise OSError(28, 'No space left on device')
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return self.f.__exit__(*exc)
 
     real_fdopen = os.fdopen
     monkeypatch.setattr(atomic_backend.os, 'fdopen', lambda fd, mode: DiskFull(real_fdopen(fd, mode)))
