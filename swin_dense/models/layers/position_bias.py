@@ -18,6 +18,11 @@ import torch.nn as nn
 CPB_HIDDEN_DIMS = 512
 
 
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32, or as it is if its type is wider (a float64 reference model stays float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def build_cpb_mlp(num_heads: int, hidden_dims: int = CPB_HIDDEN_DIMS) -> nn.Sequential:
     """The official ``cpb_mlp``: Linear(2, 512) -> ReLU -> Linear(512, num_heads, bias=False)."""
     return nn.Sequential(
@@ -88,7 +93,7 @@ def continuous_position_bias(cpb_mlp: nn.Module, num_heads: int, window_size: Tu
     index = relative_position_index(tuple(window_size), device)
     with torch.autocast(device_type=device.type, enabled=False):
         bias_table = cpb_mlp(table.view(-1, 2).to(cpb_mlp[0].weight.dtype))  # ((2Wh-1)(2Ww-1), nH)
-    bias_table = bias_table.to(torch.promote_types(bias_table.dtype, torch.float32))
+    bias_table = at_least_fp32(bias_table)
     n = window_size[0] * window_size[1]
     # sigmoid on the small table, then one gather into a contiguous (nH, N, N): fused attention
     # kernels copy a non-contiguous mask on every call.

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .linear import Linear, fused_linear
-from .position_bias import build_cpb_mlp, continuous_position_bias
+from .position_bias import at_least_fp32, build_cpb_mlp, continuous_position_bias
 
 LOGIT_SCALE_MAX = math.log(1.0 / 0.01)
 ATTN_IMPLS = ('sdpa', 'eager')
@@ -162,7 +162,7 @@ class WindowAttentionV2(nn.Module):
         """
         b_, n, c = x.shape
         qk, v = self._project_qkv(x)
-        scale = _at_least_fp32(torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp())  # (nH, 1, 1)
+        scale = at_least_fp32(torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp())  # (nH, 1, 1)
         if self.attn_impl == 'eager':
             out = self._eager(qk, v, scale, bias, mask)
         else:
@@ -197,8 +197,8 @@ class WindowAttentionV2(nn.Module):
         returns (B', nH, N, hd)."""
         b_, n, _, nh, _ = qk.shape
         with torch.autocast(device_type=qk.device.type, enabled=False):
-            q, k = _at_least_fp32(qk).permute(2, 0, 3, 1, 4).unbind(0)  # each (B', nH, N, hd)
-            v = _at_least_fp32(v).transpose(1, 2)
+            q, k = at_least_fp32(qk).permute(2, 0, 3, 1, 4).unbind(0)  # each (B', nH, N, hd)
+            v = at_least_fp32(v).transpose(1, 2)
             attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
             attn = attn * scale + bias.unsqueeze(0)
             if mask is not None:
@@ -219,10 +219,10 @@ class WindowAttentionV2(nn.Module):
         or (1, nH, N, N). Returns (B', nH, N, hd).
         """
         with torch.autocast(device_type=qk.device.type, enabled=False):
-            qk = _at_least_fp32(qk)
+            qk = at_least_fp32(qk)
             norm = torch.linalg.vector_norm(qk, dim=-1, keepdim=True).clamp_min(NORM_EPS)
             q, k = (qk * (qk_scale / norm)).transpose(1, 3).unbind(2)  # each (B', nH, N, hd)
-            v = _at_least_fp32(v).transpose(1, 2)
+            v = at_least_fp32(v).transpose(1, 2)
             if q.device.type == 'cpu' and attn_mask.requires_grad:
                 # SDPA's CPU kernels take no mask gradient: it would run its math fallback, whose
                 # -inf-safe softmax costs extra passes. The same math, written out, is faster.
@@ -230,11 +230,6 @@ class WindowAttentionV2(nn.Module):
                 return attn @ v
             dropout = self.attn_drop.p if self.training else 0.0
             return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, scale=1.0)
-
-
-def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in float32, or as it is if its type is wider (a float64 reference model stays float64)."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def checkpoint_if_training(fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
