@@ -783,6 +783,75 @@ def profile_swin_dense(arch: Dict, args, size: Tuple[int, int], top: int) -> str
                                                                             max_name_column_width=60)
 
 
+def time_parts_swin_dense(arch: Dict, args, size: Tuple[int, int]) -> str:
+    """Wall time of one swin_dense forward at ``size`` split by part, with each part's multiply-adds.
+
+    Forward hooks time every MLP, window attention (qkv projection, attention, output projection),
+    output projection alone and patch merging; the rest of the forward (patch embedding, pad, window
+    shuffles, LayerNorms, residuals) is what the parts leave. GFLOP count two per multiply-add of the
+    Linear layers and of the attention's q.k and attn.v products.
+    """
+    from swin_dense.models.layers.swin_block import Mlp, PatchMergingV2
+    from swin_dense.models.layers.window_attention import WindowAttentionV2
+    device = torch.device(args.device)
+    model = SwinTransformerV2(arch=arch, window_size=args.window, drop_path_rate=0.0,
+                              attn_chunk_size=args.chunk).to(device)
+    x = torch.randn(args.batch, 3, *size, device=device)
+    step = make_step(model, x, 'forward', args.dtype)
+    for _ in range(max(args.warmup, 1)):
+        step()
+
+    def mlp_flops(module, inp):
+        return 4 * inp.numel() * module.fc1.out_features
+
+    def attention_flops(module, inp):  # qkv (3C) + proj (C) + q.k and attn.v (2 N C per token)
+        return 2 * inp.numel() * (4 * inp.shape[-1] + 2 * inp.shape[1])
+
+    parts = {'MLP (fc1 + GELU, fc2)': (Mlp, mlp_flops),
+             'window attention (qkv, attention, proj)': (WindowAttentionV2, attention_flops),
+             '  of which output projection': (None, lambda module, inp: 2 * inp.numel() * module.out_features),
+             'patch merging': (PatchMergingV2, lambda module, inp: 2 * inp.numel() * module.reduction.out_features)}
+    seconds = dict.fromkeys(parts, 0.0)
+    flops = dict.fromkeys(parts, 0)
+    started: Dict[int, float] = {}
+    handles = []
+
+    def watch(module: nn.Module, name: str, count: Callable) -> None:
+        def pre(mod, inputs):
+            _sync(device)
+            started[id(mod)] = time.perf_counter()
+
+        def post(mod, inputs, output):
+            _sync(device)
+            seconds[name] += time.perf_counter() - started.pop(id(mod))
+            flops[name] += count(mod, inputs[0])
+        handles.extend((module.register_forward_pre_hook(pre), module.register_forward_hook(post)))
+
+    for module in model.modules():
+        for name, (kind, count) in parts.items():
+            if kind is not None and isinstance(module, kind):
+                watch(module, name, count)
+        if isinstance(module, WindowAttentionV2):
+            watch(module.proj, '  of which output projection', parts['  of which output projection'][1])
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(args.repeats):
+        step()
+    _sync(device)
+    total = (time.perf_counter() - start) / args.repeats
+    for h in handles:
+        h.remove()
+    top_level = [n for n in parts if not n.startswith(' ')]
+    rows = [(name, seconds[name] / args.repeats, flops[name] / args.repeats / 1e9) for name in parts]
+    rows.append(('everything else', total - sum(seconds[n] for n in top_level) / args.repeats, 0.0))
+    lines = [f'forward {size[0]}x{size[1]}: {total:.3f} s per forward (hooks in), {args.repeats} forwards',
+             f'{"part":<42} {"s / forward":>11} {"share":>6} {"GFLOP":>9} {"GFLOP/s":>8}']
+    for name, sec, gflop in rows:
+        rate = f'{gflop / sec:8.1f}' if gflop else f'{"-":>8}'
+        lines.append(f'{name:<42} {sec:11.3f} {sec / total:6.1%} {gflop:9.3f} {rate}')
+    return '\n'.join(lines)
+
+
 def environment() -> Dict:
     versions = {'python': platform.python_version(), 'torch': torch.__version__}
     for mod in ('timm', 'mmpretrain', 'mmcv', 'mmengine'):
@@ -836,6 +905,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--profile', type=int, default=0, metavar='TOP',
                    help='instead of comparing: profile swin_dense at the first size and print the TOP ops')
     p.add_argument('--profile-shapes', action='store_true', help='group the profile by input shapes')
+    p.add_argument('--time-parts', action='store_true',
+                   help='instead of comparing: time the parts of one swin_dense forward at the first size '
+                        '(MLP, window attention, output projection, patch merging, the rest) with their GFLOP')
     p.add_argument('--verbose', action='store_true', help='print tracebacks of failing implementations')
     args = p.parse_args(argv)
     args.modes = [m.strip() for m in args.mode.split(',') if m.strip()]
@@ -880,6 +952,9 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
 
     if args.profile:
         log(profile_swin_dense(arch, args, args.size_list[0], args.profile))
+        return []
+    if args.time_parts:
+        log(time_parts_swin_dense(arch, args, args.size_list[0]))
         return []
 
     device = torch.device(args.device)

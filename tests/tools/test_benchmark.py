@@ -114,3 +114,17 @@ def test_unfused_variant_runs_plain_linears_with_the_same_outputs(tmp_path):
         rows = {r['impl']: r for r in json.load(f)['rows']}
     assert rows['swin_dense']['status'] == rows['swin_dense_unfused']['status'] == 'ok'
     assert max(rows['swin_dense_unfused']['max_abs_diff']) < 1e-5
+
+
+def test_time_parts_splits_a_forward_with_its_gflop():
+    cmd = [sys.executable, TOOL, '--arch-json', ARCH, '--window', '4', '--sizes', '64x96', '--time-parts',
+           '--repeats', '1', '--warmup', '1', '--threads', '1']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = {line[:42].strip(): line[42:].split() for line in proc.stdout.splitlines()[-5:]}
+    assert set(rows) == {'MLP (fc1 + GELU, fc2)', 'window attention (qkv, attention, proj)',
+                         'of which output projection', 'patch merging', 'everything else'}
+    # 2 blocks per stage at 16/32/64/128 channels, 16x24 / 8x12 / 4x6 / 2x3 tokens: MLP 2 * 2 * 4C^2 per token.
+    expected_mlp = sum(2 * 2 * 4 * (16 * 2 ** i) ** 2 * (384 >> 2 * i) * 2 for i in range(4)) / 1e9
+    assert float(rows['MLP (fc1 + GELU, fc2)'][2]) == pytest.approx(expected_mlp, abs=1e-3)
+    assert all(float(r[0]) >= 0 for r in rows.values())
