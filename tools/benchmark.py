@@ -65,8 +65,8 @@ if ROOT not in sys.path:
 
 from swin_dense.checkpoint import to_backbone_state_dict  # noqa: E402
 from swin_dense.models.backbones.swinv2 import ARCH_ZOO, SwinTransformerV2  # noqa: E402
-from swin_dense.models.layers.linear import fused_linears  # noqa: E402
-from swin_dense.models.layers.swin_block import effective_window  # noqa: E402
+from swin_dense.layers.linear import fused_linears  # noqa: E402
+from swin_dense.layers.swin_block import effective_window  # noqa: E402
 
 IMPLS = ('swin_dense', 'timm', 'mmpretrain', 'swin_dense_compiled', 'swin_dense_unfused')
 DEFAULT_IMPLS = IMPLS[:3]  # swin_dense_compiled: inductor compiles for minutes on a small CPU
@@ -791,8 +791,8 @@ def time_parts_swin_dense(arch: Dict, args, size: Tuple[int, int]) -> str:
     shuffles, LayerNorms, residuals) is what the parts leave. GFLOP count two per multiply-add of the
     Linear layers and of the attention's q.k and attn.v products.
     """
-    from swin_dense.models.layers.swin_block import Mlp, PatchMergingV2
-    from swin_dense.models.layers.window_attention import WindowAttentionV2
+    from swin_dense.layers.swin_block import Mlp, PatchMergingV2
+    from swin_dense.layers.window_attention import WindowAttentionV2
     device = torch.device(args.device)
     model = SwinTransformerV2(arch=arch, window_size=args.window, drop_path_rate=0.0,
                               attn_chunk_size=args.chunk).to(device)

@@ -65,7 +65,7 @@ PYEOF
     tar -xzf "$BUILD"/mmcv-2.1.0.tar.gz -C "$BUILD"
     sed -i "s/-std=c++1[47]/-std=$CXX_STD/g" "$BUILD"/mmcv-2.1.0/setup.py
     FORCE_CUDA=0; [ "$CUDA_TAG" != cpu ] && FORCE_CUDA=1
-    MMCV_WITH_OPS=1 FORCE_CUDA=$FORCE_CUDA MAX_JOBS=${MAX_JOBS:-$(nproc)} \
+    CFLAGS="${CFLAGS:-} -g0" CXXFLAGS="${CXXFLAGS:-} -g0" MMCV_WITH_OPS=1 FORCE_CUDA=$FORCE_CUDA MAX_JOBS=${MAX_JOBS:-$(nproc)} \
       "$PY" -m pip wheel --disable-pip-version-check --no-deps --no-build-isolation \
       -w "$BUILD/dist" "$BUILD/mmcv-2.1.0"
     mkdir -p "$WHEEL_DIR"

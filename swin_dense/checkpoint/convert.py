@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 
+from ..arch import arch_name, per_stage
 from .common import (DROP_RULES, OUTSIDE_BACKBONE, StemArch, coverage_line, drop_reason, read_stem, resolve_layout,
                      short, split_backbone)
 from .detect import SWIN_V1, detect_layout, detect_version
@@ -30,7 +31,7 @@ from .errors import CheckpointError
 from .layouts import LAYOUTS
 from .read import read_checkpoint, write_checkpoint
 from .v1 import V1_LAYOUTS, V1ConvertResult, convert_v1_checkpoint
-from .windows import (broadcast, pretrained_window_from_coords, pretrained_window_from_name,
+from .windows import (pretrained_window_from_coords, pretrained_window_from_name,
                       trained_windows)
 
 __all__ = ['Arch', 'Conversion', 'ConvertResult', 'DROP_RULES', 'DST_FORMATS', 'META_PRETRAINED_WINDOW',
@@ -55,8 +56,7 @@ class Arch(StemArch):
 
     def describe(self) -> str:
         """One line, with the named arch (tiny/small/base/large) when it is one."""
-        from ..models.backbones.swinv2 import ARCH_ZOO  # lazy: the backbone imports this package
-        name = next((n for n, a in ARCH_ZOO.items() if a == self.config()), None)
+        name = arch_name(self.embed_dims, self.depths, self.num_heads)
         extras = f', patch_size={self.patch_size}, mlp_ratio={self.mlp_ratio:g}'
         extras += '' if self.qkv_bias else ', qkv_bias=False'
         return (f'embed_dims={self.embed_dims}, depths={self.depths}, num_heads={self.num_heads}{extras}'
@@ -282,7 +282,7 @@ def _pretrained_window(src: str, src_meta: Dict[str, Any], conv: Conversion,
     if conv.coords_pretrained_window is not None:
         evidence, origin = conv.coords_pretrained_window, 'from the coordinate tables stored in the checkpoint'
     elif src_meta.get(META_PRETRAINED_WINDOW) is not None:
-        evidence = broadcast(_as_list(src_meta[META_PRETRAINED_WINDOW]), num_stages)
+        evidence = per_stage(_as_list(src_meta[META_PRETRAINED_WINDOW]), num_stages, 'pretrained window')
         origin = 'from config.json' if os.path.isdir(src) else 'from the checkpoint meta'
     else:
         evidence, origin = None, ''
@@ -291,7 +291,7 @@ def _pretrained_window(src: str, src_meta: Dict[str, Any], conv: Conversion,
         notes.append(f'the file name suggests pretrained_window_size={by_name} but the checkpoint says {evidence} '
                      f'({origin}); using {evidence}. Pass --pretrained-window-size to choose.')
     if override is not None:
-        return broadcast(list(override), num_stages), 'from --pretrained-window-size', notes
+        return per_stage(list(override), num_stages, '--pretrained-window-size'), 'from --pretrained-window-size', notes
     if evidence is not None:
         return evidence, origin, notes
     if by_name is not None:

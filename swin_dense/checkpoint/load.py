@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
+from ..arch import per_stage
 from .convert import META_PRETRAINED_WINDOW, Conversion, convert_state_dict
 from .errors import CheckpointError
 from .read import read_checkpoint
@@ -102,7 +103,7 @@ def _check_pretrained_window(model: nn.Module, trained: Union[None, int, Sequenc
     """
     if trained is None:
         return
-    trained = [int(trained)] * len(model.layers) if isinstance(trained, int) else [int(w) for w in trained]
+    trained = per_stage(trained, len(model.layers), 'pretrained_window_size')
     configured = list(model.pretrained_window_size)
     effective = [p if p > 0 else w for p, w in zip(configured, model.window_size)]
     if trained != effective:

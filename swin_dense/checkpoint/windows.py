@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from ..layers.position_bias import relative_coords_table
 from .errors import CheckpointError
 
 # (pattern on the lower-cased path, per-stage pretrained window, which release it names).
@@ -87,8 +88,6 @@ def pretrained_window_from_coords(official: Dict[str, torch.Tensor], num_stages:
         CheckpointError: a table that no pretrained window reproduces (another CPB variant, such
             as the early arXiv-v1 / SimMIM-era one, or a non-square window).
     """
-    from ..models.layers.position_bias import relative_coords_table  # lazy: models import this package
-
     windows = trained_windows(official, num_stages)
     if windows is None:
         return None
@@ -126,17 +125,3 @@ def parse_window_arg(text: str) -> List[int]:
     if any(v == 1 or v < 0 for v in values):
         raise ValueError(f'{text!r}: use 0 (none) or windows >= 2')
     return values
-
-
-def broadcast(values: Sequence[int], num_stages: int) -> List[int]:
-    """One value per stage: a single value is repeated; otherwise the length must match.
-
-    Raises:
-        ValueError: the length is neither 1 nor ``num_stages``.
-    """
-    if len(values) == 1:
-        return list(values) * num_stages
-    if len(values) != num_stages:
-        raise ValueError(f'pretrained window {list(values)} has {len(values)} values but the checkpoint has '
-                         f'{num_stages} stages; give one value or one per stage')
-    return list(values)

@@ -22,7 +22,7 @@ import torch.nn as nn
 from swin_dense import SwinTransformerV2
 from swin_dense.checkpoint import (CheckpointError, convert_checkpoint, convert_state_dict, load_pretrained,
                                    read_checkpoint, to_official_state_dict)
-from swin_dense.models.layers.position_bias import relative_coords_table, relative_position_index
+from swin_dense.layers.position_bias import relative_coords_table, relative_position_index
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLI = os.path.join(ROOT, 'tools', 'convert_checkpoint.py')

@@ -6,11 +6,11 @@ to another window; ``mmdet_layout``: official -> mmdet/mmseg keys; ``convert``: 
 an account of every tensor, and the file writer. Whether a file is V1 at all is
 ``checkpoint.detect.detect_version``.
 """
-from .arch import V1_ARCHS, V1Arch, infer_v1_arch
+from .arch import V1Arch, infer_v1_arch
 from .convert import V1Conversion, V1ConvertResult, convert_v1_checkpoint, convert_v1_state_dict
 from .detect import detect_v1_layout
 from .layouts import V1_LAYOUTS
 from .resize import resize_bias_table, window_of_table
 
-__all__ = ['V1Arch', 'V1Conversion', 'V1ConvertResult', 'V1_ARCHS', 'V1_LAYOUTS', 'convert_v1_checkpoint',
+__all__ = ['V1Arch', 'V1Conversion', 'V1ConvertResult', 'V1_LAYOUTS', 'convert_v1_checkpoint',
            'convert_v1_state_dict', 'detect_v1_layout', 'infer_v1_arch', 'resize_bias_table', 'window_of_table']

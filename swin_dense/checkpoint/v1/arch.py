@@ -4,17 +4,11 @@ from typing import Any, Dict
 
 import torch
 
+from ...arch import arch_name
 from ..common import StemArch, read_stem
 from ..errors import CheckpointError
 from .resize import window_of_table
 
-# The released Swin V1 archs (microsoft/Swin-Transformer configs/swin).
-V1_ARCHS: Dict[str, Dict[str, Any]] = {
-    'tiny': dict(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24]),
-    'small': dict(embed_dims=96, depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24]),
-    'base': dict(embed_dims=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32]),
-    'large': dict(embed_dims=192, depths=[2, 2, 18, 2], num_heads=[6, 12, 24, 48]),
-}
 _TABLE = 'layers.{}.blocks.{}.attn.relative_position_bias_table'
 
 
@@ -40,8 +34,7 @@ class V1Arch(StemArch):
 
     def describe(self) -> str:
         """One line, with the named arch (tiny/small/base/large) when it is one."""
-        config = dict(embed_dims=self.embed_dims, depths=self.depths, num_heads=self.num_heads)
-        name = next((n for n, a in V1_ARCHS.items() if a == config), None)
+        name = arch_name(self.embed_dims, self.depths, self.num_heads)
         extras = '' if self.qkv_bias else ', qkv_bias=False'
         return (f'embed_dims={self.embed_dims}, depths={self.depths}, num_heads={self.num_heads}, '
                 f'window_size={self.window_size}, patch_size={self.patch_size}, mlp_ratio={self.mlp_ratio:g}{extras}'

@@ -19,17 +19,10 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ...arch import per_stage, resolve_arch
 from ...checkpoint.load import load_pretrained
-from ..layers.swin_block import SwinStageV2
-from ..layers.window_attention import ATTN_IMPLS
-
-ARCH_ZOO: Dict[str, Dict] = {
-    'tiny': dict(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24]),
-    'small': dict(embed_dims=96, depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24]),
-    'base': dict(embed_dims=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32]),
-    'large': dict(embed_dims=192, depths=[2, 2, 18, 2], num_heads=[6, 12, 24, 48]),
-}
-
+from ...layers.swin_block import SwinStageV2
+from ...layers.window_attention import ATTN_IMPLS
 
 class PatchEmbed(nn.Module):
     """Non-overlapping patch embedding: zero-pad to patch multiples, Conv2d(k=s=patch), LayerNorm."""
@@ -53,28 +46,6 @@ class PatchEmbed(nn.Module):
         # free and the LayerNorm reads contiguous rows (4x faster on CPU than from NCHW, same values).
         x = self.proj(x.contiguous(memory_format=torch.channels_last))
         return self.norm(x.permute(0, 2, 3, 1))
-
-
-def _per_stage(value: Union[int, Sequence[int]], num_stages: int, name: str) -> List[int]:
-    values = [value] * num_stages if isinstance(value, int) else list(value)
-    if len(values) != num_stages:
-        raise ValueError(f'{name} needs one value per stage ({num_stages}), got {value!r}')
-    return values
-
-
-def _resolve_arch(arch: Union[str, Dict]) -> Tuple[int, List[int], List[int]]:
-    if isinstance(arch, str):
-        if arch not in ARCH_ZOO:
-            raise ValueError(f'unknown arch {arch!r}; use one of {sorted(ARCH_ZOO)} or a dict with '
-                             'embed_dims, depths and num_heads')
-        arch = ARCH_ZOO[arch]
-    missing = {'embed_dims', 'depths', 'num_heads'} - set(arch)
-    if missing:
-        raise ValueError(f'arch dict is missing {sorted(missing)}; it needs embed_dims, depths and num_heads')
-    depths, heads = list(arch['depths']), list(arch['num_heads'])
-    if len(depths) != len(heads):
-        raise ValueError(f'arch depths {depths} and num_heads {heads} must have the same length (one per stage)')
-    return int(arch['embed_dims']), depths, heads
 
 
 @MODELS.register_module()
@@ -122,10 +93,10 @@ class SwinTransformerV2(BaseModule):
                  norm_eval: bool = False, with_cp: bool = False, attn_impl: str = 'sdpa', attn_chunk_size: int = 0,
                  mask_padding: bool = False, init_cfg: Optional[Dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        embed_dims, depths, num_heads = _resolve_arch(arch)
+        embed_dims, depths, num_heads = resolve_arch(arch)
         num_stages = len(depths)
-        windows = _per_stage(window_size, num_stages, 'window_size')
-        pretrained_windows = _per_stage(pretrained_window_size, num_stages, 'pretrained_window_size')
+        windows = per_stage(window_size, num_stages, 'window_size')
+        pretrained_windows = per_stage(pretrained_window_size, num_stages, 'pretrained_window_size')
         self._check_args(embed_dims, num_heads, windows, pretrained_windows, out_indices, frozen_stages, attn_impl)
 
         self.embed_dims = embed_dims

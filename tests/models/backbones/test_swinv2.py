@@ -56,7 +56,7 @@ def test_right_border_does_not_leak_into_left_edge(mask_padding):
 
 
 def test_window_shrinks_to_small_maps_without_shift():
-    from swin_dense.models.layers.swin_block import effective_window
+    from swin_dense.layers.swin_block import effective_window
     assert effective_window(64, 64, 8) == (8, True)
     assert effective_window(8, 20, 8) == (8, False)
     assert effective_window(5, 9, 8) == (5, False)

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from swin_dense.models.layers.position_bias import (build_cpb_mlp, continuous_position_bias, relative_coords_table,
+from swin_dense.layers.position_bias import (build_cpb_mlp, continuous_position_bias, relative_coords_table,
                                                     relative_position_index)
 
 CPU = torch.device('cpu')

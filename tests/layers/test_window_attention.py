@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from conftest import saved_bytes
-from swin_dense.models.layers.window_attention import WindowAttentionV2
-from swin_dense.models.layers.window_masks import attention_mask
+from swin_dense.layers.window_attention import WindowAttentionV2
+from swin_dense.layers.window_masks import attention_mask
 
 
 def _randomised(attn: WindowAttentionV2) -> WindowAttentionV2:

@@ -1,6 +1,6 @@
 import torch
 
-from swin_dense.models.layers.window_masks import MASK_VALUE, attention_mask, window_partition, window_reverse
+from swin_dense.layers.window_masks import MASK_VALUE, attention_mask, window_partition, window_reverse
 
 CPU = torch.device('cpu')
 

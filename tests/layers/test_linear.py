@@ -3,9 +3,9 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import profile
 
-import swin_dense.models.layers.linear as linear
+import swin_dense.layers.linear as linear
 from swin_dense import SwinTransformerV2
-from swin_dense.models.layers.linear import Linear, fused_linear, fused_linears
+from swin_dense.layers.linear import Linear, fused_linear, fused_linears
 
 FUSED_OP = 'mkldnn::_linear_pointwise'
 
