@@ -25,16 +25,17 @@ the child merges them into ``optim_wrapper`` / ``model``; the two names stay in 
   (consolidated) state, so ``--resume`` works, with any number of ranks.
 * ``memory_saving_backbone``: ``with_cp=True`` recomputes each SwinV2 block in the backward pass
   instead of keeping its activations (the paper's activation checkpointing; costs one more forward
-  pass of the backbone per step); ``attn_chunk_size=32`` is the backbone's sequential mode (the
-  paper's sequential self-attention): attention on 32 windows and the MLP on 32 x window² tokens
-  at a time, each chunk checkpointed, so no whole-map attention matrix or MLP hidden layer exists
-  at once. Together they cut the SwinV2-L backbone's training-step peak from 10.1 to 1.8 GiB
-  (2 x 640x640) and from 26.0 to 2.3 GiB (2 x 800x1344).
+  pass of the backbone per step); ``attn_chunk_size=32`` and ``mlp_chunk_size=32`` are the
+  backbone's sequential mode (the paper's sequential self-attention): attention on 32 windows and
+  the MLP on 32 x window² tokens at a time, each chunk checkpointed, so no whole-map attention
+  matrix or MLP hidden layer exists at once. Together they cut the SwinV2-L backbone's
+  training-step peak from 10.1 to 1.8 GiB (2 x 640x640) and from 26.0 to 2.3 GiB (2 x 800x1344).
 """
 # ZeRO stage 1 around the config's AdamW (``optimizer_type`` names a torch.optim class).
 zero_optimizer = dict(type='ZeroRedundancyOptimizer', optimizer_type='AdamW')
-# Activation checkpointing per block; sequential mode with 32 windows per attention call.
-memory_saving_backbone = dict(with_cp=True, attn_chunk_size=32)
+# Activation checkpointing per block; sequential mode with 32 windows per attention call and
+# 32 windows' tokens per MLP call.
+memory_saving_backbone = dict(with_cp=True, attn_chunk_size=32, mlp_chunk_size=32)
 # Every rank joins ZeRO's optimizer-state gather when a checkpoint is saved (mmengine 0.10's
 # Runner.save_checkpoint runs on rank 0 only); rank 0 writes the full state.
 custom_hooks = [dict(type='ZeroOptimizerHook')]

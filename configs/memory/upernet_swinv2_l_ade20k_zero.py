@@ -7,10 +7,11 @@ attention recompute / split the same operations):
 * ZeRO stage 1: AdamW's two moment buffers sharded over the ranks. UPerNet + SwinV2-L has 234 M
   parameters: 1.74 GiB of AdamW state on every GPU without ZeRO, at most 0.28 GiB per GPU with it
   on 8 GPUs.
-* ``with_cp=True`` (each block recomputed in the backward pass) and ``attn_chunk_size=32``
-  (sequential mode: attention on 32 windows, the MLP on 32 x 400 tokens at a time; stage 0 of a
-  640x640 crop has 64 windows per image): the peak of the backbone's fp32 training step on 2 crops
-  drops from 10.13 GiB to 1.79 GiB, its largest tensor from 469 MiB to 234 MiB.
+* ``with_cp=True`` (each block recomputed in the backward pass), ``attn_chunk_size=32`` and
+  ``mlp_chunk_size=32`` (sequential mode: attention on 32 windows, the MLP on 32 x 400 tokens at a
+  time; stage 0 of a 640x640 crop has 64 windows per image): the peak of the backbone's fp32
+  training step on 2 crops drops from 10.13 GiB to 1.79 GiB, its largest tensor from 469 MiB to
+  234 MiB.
 * ``custom_hooks=[dict(type='ZeroOptimizerHook')]``: checkpoints with the gathered optimizer state.
 
 (All numbers measured; see docs/distributed.md.)

@@ -1,4 +1,4 @@
-"""Layer-wise learning-rate decay for Swin detectors and segmentors (SwinV2 and Swin V1).
+"""Layer-wise learning-rate decay for detectors and segmentors, from the backbone's own layer ids.
 
 ``SwinV2LayerDecayOptimizerConstructor`` is registered in mmengine's root
 ``OPTIM_WRAPPER_CONSTRUCTORS`` registry, so configs in the mmdet and mmseg scopes find it::
@@ -9,7 +9,7 @@
         optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05),
         paramwise_cfg=dict(
             decay_rate=0.9,          # lr scale per layer below the top
-            num_layers=None,         # None: sum(depths) + 1 of the backbone
+            num_layers=None,         # None: the backbone's top layer id (sum(depths) + 1 for Swin)
             norm_decay_mult=0.,      # no weight decay on any normalisation layer
             custom_keys={'cpb_mlp': dict(decay_mult=0.), 'logit_scale': dict(decay_mult=0.),
                          'q_bias': dict(decay_mult=0.), 'v_bias': dict(decay_mult=0.),
@@ -17,22 +17,21 @@
                          'relative_position_bias_table': dict(decay_mult=0.),
                          'absolute_pos_embed': dict(decay_mult=0.)}))
 
-(It has its own name: mmseg already registers a ``LayerDecayOptimizerConstructor`` of its own for
-BEiT/ConvNeXt, which the mmseg scope would find first.)
+The registry name is the one the configs and documented commands use (mmseg's scope already
+has a ``LayerDecayOptimizerConstructor`` of its own, for BEiT/ConvNeXt, which it would find first).
 
-**Backbones.** Despite the name, the constructor serves both Swin generations, so a V1 config can
-inherit the optimizer of its V2 parent unchanged (``configs/cascade_swin_*_coco.py``):
+**Layer ids come from the backbone.** A backbone with ``get_layer_depth(param_name, prefix)``
+(mmpretrain's convention: this package's ``SwinTransformerV2``, and mmpretrain's ViT, Swin V1,
+ConvNeXt, ... but not its SwinTransformerV2, which has none) is asked for every parameter; it
+returns ``(layer_depth, num_layers)``, from 0 (the stem) to ``num_layers - 1`` (the top: output
+norms, and the neck and heads outside ``prefix``). mmdet's and
+mmseg's Swin V1 ``SwinTransformer`` (and subclasses) have no such method; for them (only) the
+constructor falls back to :func:`swin_v1_layer_depth`, the same numbering over their ``stages``, so
+a V1 config inherits the optimizer of its V2 parent unchanged (``configs/cascade_swin_*_coco.py``).
+Any other backbone is refused with an error that says what to add.
 
-* this package's ``SwinTransformerV2`` (stages in ``backbone.layers``), and
-* mmdet's and mmseg's Swin V1 ``SwinTransformer`` (stages in ``backbone.stages``), and subclasses.
-
-The depths are read from the module itself (``len(stage.blocks)`` of every stage), so a backbone
-built from any ``arch`` or ``depths`` works. Any other backbone is refused with an error naming the
-supported ones (:data:`SWIN_STAGE_ATTRS`); mmpretrain's Swin is not among them, because its patch
-merging sits at the start of a stage, which would shift the numbering below.
-
-Layer ids (the official Swin / SimMIM numbering; ``D = sum(depths)``; ``S`` = ``layers`` for SwinV2,
-``stages`` for Swin V1):
+The Swin numbering (official Swin / SimMIM; ``D = sum(depths)``; ``S`` = ``layers`` for SwinV2,
+``stages`` for Swin V1; see :mod:`swin_dense.models.backbones.layer_depth`):
 
 ==============================================  ============================
 parameter                                       layer id
@@ -46,110 +45,87 @@ any other backbone parameter                    ``num_layers`` (top)
 everything outside the backbone (neck, heads)   ``num_layers`` (top)
 ==============================================  ============================
 
-Both generations merge patches at the end of stage ``i`` (``S.{i}.downsample``), so the same
-table applies to both. ``num_layers`` defaults to ``D + 1`` (one more than the last block), and the
-learning rate of a parameter is ``base_lr * lr_mult * decay_rate ** (num_layers - layer_id)``: the
-patch embedding gets ``decay_rate ** (D + 1)``, the last block ``decay_rate``, and the neck and
-heads the full rate. The output norms sit at the top, as the official code treats its final
-``norm`` (which becomes ``norm3`` here) and as newly added layers should.
+Here ``num_layers`` is ``paramwise_cfg.num_layers``: the id of the top layer, by default the
+backbone's (``D + 1`` for Swin; a larger value raises only the top's id, so every layer below it
+gets a smaller rate). The learning rate of a
+parameter is ``base_lr * lr_mult * decay_rate ** (num_layers - layer_id)``: the patch embedding gets
+``decay_rate ** (D + 1)``, the last block ``decay_rate``, and the neck and heads the full rate. The
+output norms sit at the top, as the official code treats its final ``norm`` (which becomes ``norm3``
+here) and as newly added layers should.
 
 Everything mmengine's ``DefaultOptimWrapperConstructor`` does (``custom_keys`` with ``lr_mult``
 and ``decay_mult``, ``norm_decay_mult``, ``bias_decay_mult``, ...) applies first; the layer scale
 multiplies the resulting learning rate. Each parameter group records ``param_name``, ``layer_id``
 and ``lr_scale``.
 """
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-#: Swin backbones the constructor knows: fully qualified class name -> the attribute holding the
-#: stages (each stage has ``blocks`` and, except the last, a ``downsample`` applied after them).
-SWIN_STAGE_ATTRS: Dict[str, str] = {
-    'swin_dense.models.backbones.swinv2.SwinTransformerV2': 'layers',
-    'mmdet.models.backbones.swin.SwinTransformer': 'stages',
-    'mmseg.models.backbones.swin.SwinTransformer': 'stages',
-}
+from ..models.backbones.layer_depth import swin_layer_depth
 
+#: ``(param_name, prefix) -> (layer_depth, num_layers)``, mmpretrain's ``get_layer_depth`` signature
+LayerDepthFn = Callable[[str, str], Tuple[int, int]]
 
-@dataclass(frozen=True)
-class SwinLayout:
-    """Where a Swin backbone keeps its stages, and how many blocks each has.
-
-    Attributes:
-        stages: attribute of the backbone holding the stages (``'layers'`` or ``'stages'``).
-        depths: blocks per stage, read from the module.
-        backbone_type: the backbone's fully qualified class name (for messages).
-    """
-
-    stages: str
-    depths: Tuple[int, ...]
-    backbone_type: str
+#: backbones without ``get_layer_depth`` that the fallback numbers (subclasses included): Swin V1
+#: with its stages in ``stages``, each ``blocks`` followed by an optional ``downsample``
+SWIN_V1_BACKBONES = ('mmdet.models.backbones.swin.SwinTransformer', 'mmseg.models.backbones.swin.SwinTransformer')
 
 
 def _qualified_name(cls: type) -> str:
     return f'{cls.__module__}.{cls.__qualname__}'
 
 
-def swin_layout(backbone: nn.Module) -> SwinLayout:
-    """The stage attribute and depths of a supported Swin backbone (a subclass of one works too).
+class SwinV1LayerDepth:
+    """``get_layer_depth`` for an mmdet / mmseg Swin V1 ``SwinTransformer``, which has none.
+
+    Attributes:
+        depths: blocks per stage, read from the module (``len(stage.blocks)``).
+        stages: the backbone's stage attribute, ``'stages'``.
+    """
+
+    stages = 'stages'
+
+    def __init__(self, backbone: nn.Module) -> None:
+        self.depths = tuple(len(stage.blocks) for stage in getattr(backbone, self.stages))
+
+    def __call__(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """``(layer_depth, num_layers)`` of ``param_name``, numbered as the SwinV2 backbone's."""
+        return swin_layer_depth(param_name, self.depths, prefix, stages=self.stages)
+
+
+def swin_v1_layer_depth(backbone: nn.Module) -> SwinV1LayerDepth:
+    """The fallback layer ids of an mmdet / mmseg Swin V1 backbone (a subclass of one works too).
 
     Raises:
-        ValueError: if ``backbone`` is not one of :data:`SWIN_STAGE_ATTRS` (or a subclass of one).
+        ValueError: ``backbone`` is none of :data:`SWIN_V1_BACKBONES`; the message says to give it a
+            ``get_layer_depth`` or to use the default constructor.
     """
-    for cls in type(backbone).__mro__:
-        attr = SWIN_STAGE_ATTRS.get(_qualified_name(cls))
-        if attr is not None:
-            break
-    else:
+    if not any(_qualified_name(cls) in SWIN_V1_BACKBONES for cls in type(backbone).__mro__):
         raise ValueError(
-            f'layer-wise lr decay does not know the backbone {_qualified_name(type(backbone))}; '
-            f'SwinV2LayerDecayOptimizerConstructor supports {sorted(SWIN_STAGE_ATTRS)} and their subclasses. '
-            'Use a Swin backbone, or the default constructor (remove optim_wrapper.constructor) for other ones')
-    stages = getattr(backbone, attr)
-    return SwinLayout(stages=attr, depths=tuple(len(stage.blocks) for stage in stages),
-                      backbone_type=_qualified_name(type(backbone)))
+            f'layer-wise lr decay does not know the backbone {_qualified_name(type(backbone))}: it has no '
+            'get_layer_depth(param_name, prefix) method (as SwinTransformerV2 and mmpretrain backbones have) and '
+            f'is not one of {list(SWIN_V1_BACKBONES)}. Add that method to the backbone, or use the default '
+            'constructor (remove optim_wrapper.constructor)')
+    return SwinV1LayerDepth(backbone)
 
 
-def swin_layer_id(name: str, depths: List[int], num_layers: int, prefix: str = 'backbone.',
-                  stages: str = 'layers') -> int:
-    """Layer id of parameter ``name`` (a full name in the model) for layer-wise lr decay.
-
-    Args:
-        name: parameter name, e.g. ``backbone.layers.1.blocks.0.attn.qkv.weight``.
-        depths: blocks per stage of the backbone.
-        num_layers: id of the top layer (neck, heads, output norms).
-        prefix: where the backbone sits in the model.
-        stages: the backbone's stage attribute: ``'layers'`` (SwinV2), ``'stages'`` (mmdet/mmseg Swin V1).
-    """
-    if not name.startswith(prefix):
-        return num_layers
-    rest = name[len(prefix):].split('.')
-    if rest[0] in ('patch_embed', 'absolute_pos_embed'):
-        return 0
-    if rest[0] == stages and len(rest) > 2:
-        stage = int(rest[1])
-        if rest[2] == 'blocks':
-            return sum(depths[:stage]) + int(rest[3]) + 1
-        if rest[2] == 'downsample':
-            return sum(depths[:stage + 1])
-    return num_layers
-
-
-#: the name this function had when only SwinV2 was supported (exported by ``swin_dense.engine``)
-swinv2_layer_id = swin_layer_id
+def backbone_layer_depth(backbone: nn.Module) -> LayerDepthFn:
+    """The backbone's ``get_layer_depth``, or the Swin V1 fallback (:func:`swin_v1_layer_depth`)."""
+    method = getattr(backbone, 'get_layer_depth', None)
+    return method if callable(method) else swin_v1_layer_depth(backbone)
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class SwinV2LayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
-    """Layer-wise lr decay for a model whose ``backbone`` is a SwinTransformerV2 or an mmdet/mmseg
-    Swin V1 ``SwinTransformer`` (see the module docs).
+    """Layer-wise lr decay over the layer ids of the model's backbone (see the module docs).
 
     ``paramwise_cfg`` keys besides mmengine's: ``decay_rate`` (default 1.0, i.e. no decay),
-    ``num_layers`` (default ``sum(depths) + 1``), ``backbone_prefix`` (default ``'backbone'``).
+    ``num_layers`` (the top layer id; default the backbone's, ``sum(depths) + 1`` for Swin),
+    ``backbone_prefix`` (default ``'backbone'``).
     """
 
     def __init__(self, optim_wrapper_cfg: Dict, paramwise_cfg: Optional[Dict] = None) -> None:
@@ -176,30 +152,33 @@ class SwinV2LayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         """Make mmengine's parameter groups (one per parameter), then scale each group's lr by its layer."""
         if prefix:  # recursive calls of the parent
             return super().add_params(params, module, prefix, is_dcn_module)
-        layout = swin_layout(self._backbone(module))
-        depths = list(layout.depths)
-        num_layers = sum(depths) + 1 if self.num_layers is None else int(self.num_layers)
-        if num_layers < sum(depths) + 1:
-            raise ValueError(f'num_layers={num_layers} is below the number of backbone layers ({sum(depths) + 1} '
-                             f'for depths {depths}); leave it unset')
+        backbone = self._backbone(module)
+        layer_depth = backbone_layer_depth(backbone)
+        bb_prefix = self.backbone_prefix + '.'
         start = len(params)
         super().add_params(params, module, prefix, is_dcn_module)
         names = {id(p): n for n, p in module.named_parameters(remove_duplicate=False)}
-        bb_prefix = self.backbone_prefix + '.'
+        groups = [(group, names[id(group['params'][0])]) for group in params[start:]]
+        depths = {name: layer_depth(name, bb_prefix) for _, name in groups}
+        top = max((total - 1 for _, total in depths.values()), default=0)
+        num_layers = top if self.num_layers is None else int(self.num_layers)
+        if num_layers < top:
+            raise ValueError(f'num_layers={num_layers} is below the top layer id of the backbone '
+                             f'({top}, from its get_layer_depth); leave it unset')
         counts: Dict[int, int] = {}
-        for group in params[start:]:
-            name = names[id(group['params'][0])]
-            layer_id = swin_layer_id(name, depths, num_layers, bb_prefix, layout.stages)
+        for group, name in groups:
+            depth, total = depths[name]
+            layer_id = num_layers if depth >= total - 1 else depth
             scale = self.decay_rate ** (num_layers - layer_id)
             group['lr'] = group.get('lr', self.base_lr) * scale
             group.update(param_name=name, layer_id=layer_id, lr_scale=scale)
             counts[layer_id] = counts.get(layer_id, 0) + 1
-        print_log(f'SwinV2LayerDecayOptimizerConstructor: backbone {layout.backbone_type} '
-                  f'(stages in {self.backbone_prefix}.{layout.stages}), decay_rate={self.decay_rate}, '
-                  f'num_layers={num_layers}, depths={depths}; lr scale {self.decay_rate ** num_layers:.4g} '
-                  f'(patch_embed) to 1 (top: neck, heads, output norms); parameters per layer id: '
-                  f'{dict(sorted(counts.items()))}', logger='current')
+        source = 'the Swin V1 fallback' if isinstance(layer_depth, SwinV1LayerDepth) else 'its get_layer_depth'
+        print_log(f'SwinV2LayerDecayOptimizerConstructor: backbone {_qualified_name(type(backbone))} '
+                  f'(layer ids from {source}), decay_rate={self.decay_rate}, num_layers={num_layers}; lr scale '
+                  f'{self.decay_rate ** num_layers:.4g} (stem) to 1 (top: neck, heads, output norms); '
+                  f'parameters per layer id: {dict(sorted(counts.items()))}', logger='current')
 
 
-__all__ = ['SwinV2LayerDecayOptimizerConstructor', 'SwinLayout', 'SWIN_STAGE_ATTRS', 'swin_layout', 'swin_layer_id',
-           'swinv2_layer_id']
+__all__ = ['SwinV2LayerDecayOptimizerConstructor', 'SWIN_V1_BACKBONES', 'SwinV1LayerDepth', 'backbone_layer_depth',
+           'swin_v1_layer_depth']

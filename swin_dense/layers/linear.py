@@ -1,71 +1,68 @@
-"""Linear layers that run as one oneDNN call (bias and GELU fused) in CPU inference.
+"""``FusedLinear``: ``nn.Linear`` whose bias is added inside one oneDNN call in CPU inference.
 
 ``F.linear`` on the CPU copies the broadcast bias into its output before the matrix product
-(``addmm`` with beta = 1), and ``nn.GELU`` then makes one more pass over the 4C-wide MLP hidden
-activations. oneDNN's inner product (``torch.ops.mkldnn._linear_pointwise``, the kernel that
-torch.compile's CPU backend emits for these patterns) adds the bias and applies the exact (erf)
-GELU in its epilogue. It has no backward, so it is taken only where no gradient is recorded; it
-gives the same values as ``F.linear`` (+ ``F.gelu``) up to fp32 summation order.
+(``addmm`` with beta = 1). oneDNN's inner product (``torch.ops.mkldnn._linear_pointwise``, the
+kernel that torch.compile's CPU backend emits for this pattern) adds the bias in its epilogue. It
+has no backward, so it is taken only where no gradient is recorded; it gives the same values as
+``F.linear`` up to fp32 summation order. Figures: docs/benchmarks.md.
+
+Whether a layer may take the kernel is a flag of the layer (:attr:`FusedLinear.fused`), not a
+global: ``SwinTransformerV2.set_fused_linear(False)`` turns it off for every layer of a backbone.
 """
-import contextlib
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-_FUSED = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
-ACTIVATIONS = ('none', 'gelu')
+#: whether this torch build has the oneDNN kernel at all (x86 builds with mkldnn do)
+ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
 
 
 def can_fuse(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> bool:
-    """Whether :func:`fused_linear` takes the oneDNN kernel: fp32 CPU tensors, no gradient recorded
-    for any of them, not inside torch.compile (which makes its own fusions)."""
+    """Whether :func:`fused_linear` takes the oneDNN kernel: the kernel exists, fp32 CPU tensors, no
+    gradient recorded for any of them, not inside torch.compile (which makes its own fusions)."""
     tensors = (x, weight) if bias is None else (x, weight, bias)
-    return (_FUSED and x.device.type == 'cpu' and all(t.dtype == torch.float32 for t in tensors)
+    return (ONEDNN_LINEAR and x.device.type == 'cpu' and all(t.dtype == torch.float32 for t in tensors)
             and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
             and not torch.compiler.is_compiling())
 
 
 def fused_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
-                 activation: str = 'none') -> torch.Tensor:
-    """``x @ weight.T + bias``, then exact GELU if ``activation == 'gelu'``.
+                 fused: bool = True) -> torch.Tensor:
+    """``x @ weight.T + bias``.
 
     Args:
         x: (..., in_features).
         weight: (out_features, in_features).
         bias: (out_features,) or None.
-        activation: ``'none'`` or ``'gelu'`` (erf form, as ``nn.GELU()``).
+        fused: take the oneDNN kernel where :func:`can_fuse` allows (``False``: always ``F.linear``).
 
     Returns:
-        (..., out_features): one oneDNN call where :func:`can_fuse` allows, else ``F.linear`` (+ ``F.gelu``).
+        (..., out_features).
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError(f'activation must be one of {ACTIVATIONS}, got {activation!r}')
-    if can_fuse(x, weight, bias):
-        # algorithm: 'none' selects the erf GELU ('tanh' would be the approximation); '' for no activation.
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, activation, [],
-                                                  'none' if activation == 'gelu' else '')
-    out = F.linear(x, weight, bias)
-    return F.gelu(out) if activation == 'gelu' else out
+    if fused and can_fuse(x, weight, bias):
+        # attr 'none': no fused activation; algorithm '' (only read for GELU).
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, 'none', [], '')
+    return F.linear(x, weight, bias)
 
 
-@contextlib.contextmanager
-def fused_linears(enabled: bool) -> Iterator[None]:
-    """Within the block, take the oneDNN kernel where possible (``True``, the default outside) or
-    never (``False``: plain ``F.linear`` + ``F.gelu``, e.g. to compare the two)."""
-    global _FUSED
-    saved = _FUSED
-    _FUSED = enabled and saved
-    try:
-        yield
-    finally:
-        _FUSED = saved
+class FusedLinear(nn.Linear):
+    """``nn.Linear`` (same parameters, same state-dict keys) that runs :func:`fused_linear`.
 
+    Attributes:
+        fused: take the oneDNN kernel in fp32 CPU inference (default ``True``); ``False`` runs
+            ``F.linear`` always, e.g. to compare the two.
+    """
 
-class Linear(nn.Linear):
-    """``nn.Linear`` (same parameters, same state-dict keys) that runs :func:`fused_linear`."""
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None) -> None:
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        self.fused = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., in_features) -> (..., out_features)."""
-        return fused_linear(x, self.weight, self.bias)
+        return fused_linear(x, self.weight, self.bias, self.fused)
+
+    def extra_repr(self) -> str:
+        return f'{super().extra_repr()}, fused={self.fused}'

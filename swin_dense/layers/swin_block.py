@@ -3,7 +3,7 @@
 Tensors flow as (B, H, W, C) maps inside a stage, so any H x W works: each block pads its input to
 window multiples, shifts, attends within windows, and crops the padding off again.
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -11,27 +11,29 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 from torch.utils.checkpoint import checkpoint
 
-from .linear import Linear, fused_linear
-from .window_attention import WindowAttentionV2, checkpoint_if_training
+from .activation_checkpoint import checkpoint_if_grad_enabled
+from .linear import FusedLinear
+from .window_attention import WindowAttentionV2
 from .window_masks import attention_mask, window_partition, window_reverse
 
 
 class Mlp(nn.Module):
     """fc1 (C -> hidden) -> exact GELU -> dropout -> fc2 (hidden -> C) -> dropout.
 
-    In CPU inference fc1 and the GELU are one oneDNN call (see :mod:`.linear`).
+    fc1 and fc2 are :class:`.FusedLinear` layers called as modules, and the GELU is a module of its
+    own, so a hook or wrapper around fc1 sees (and wraps) a plain linear map.
     """
 
-    def __init__(self, dim: int, hidden_dims: int, drop: float = 0.0) -> None:
+    def __init__(self, dim: int, hidden_dims: int, drop_rate: float = 0.0) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dims)
-        self.fc2 = Linear(hidden_dims, dim)
-        self.drop = nn.Dropout(drop)
+        self.fc1 = FusedLinear(dim, hidden_dims)
+        self.act = nn.GELU()
+        self.fc2 = FusedLinear(hidden_dims, dim)
+        self.drop = nn.Dropout(drop_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., C) -> (..., C)."""
-        hidden = fused_linear(x, self.fc1.weight, self.fc1.bias, activation='gelu')
-        return self.drop(self.fc2(self.drop(hidden)))
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 class SwinBlockV2(nn.Module):
@@ -45,25 +47,28 @@ class SwinBlockV2(nn.Module):
         pretrained_window_size: (0, 0) for none.
         mlp_ratio: MLP hidden size over C.
         qkv_bias: learn q and v biases.
-        drop: dropout after the MLP and the attention projection.
-        attn_drop: dropout on the attention weights.
-        drop_path: stochastic depth rate of this block.
+        drop_rate: dropout after the MLP and the attention projection.
+        attn_drop_rate: dropout on the attention weights.
+        drop_path_rate: stochastic depth rate of this block.
         attn_impl: ``'sdpa'`` or ``'eager'`` (see :class:`WindowAttentionV2`).
-        chunk_size: sequential mode: windows per attention call and ``chunk_size * window**2``
-            tokens per MLP call, each checkpointed in training; 0 for all at once.
+        attn_chunk_size: sequential attention: windows per attention call, each call checkpointed
+            while gradients are recorded; 0 for all at once.
+        mlp_chunk_size: sequential MLP: ``mlp_chunk_size * window**2`` tokens per call of
+            ``norm2(mlp(x))``, each checkpointed while gradients are recorded; 0 for all at once.
     """
 
     def __init__(self, dim: int, num_heads: int, pretrained_window_size: Tuple[int, int] = (0, 0),
-                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop: float = 0.0, attn_drop: float = 0.0,
-                 drop_path: float = 0.0, attn_impl: str = 'sdpa', chunk_size: int = 0) -> None:
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0, attn_impl: str = 'sdpa', attn_chunk_size: int = 0,
+                 mlp_chunk_size: int = 0) -> None:
         super().__init__()
-        self.chunk_size = chunk_size
+        self.mlp_chunk_size = mlp_chunk_size
         self.attn = WindowAttentionV2(dim, num_heads, pretrained_window_size, qkv_bias=qkv_bias,
-                                      attn_drop=attn_drop, proj_drop=drop, attn_impl=attn_impl,
-                                      chunk_size=chunk_size)
+                                      attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate, attn_impl=attn_impl,
+                                      chunk_size=attn_chunk_size)
         self.norm1 = nn.LayerNorm(dim)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop_rate)
         self.norm2 = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor, window_size: int, shift_size: int,
@@ -91,13 +96,13 @@ class SwinBlockV2(nn.Module):
         return x + self.drop_path(self._ffn(x, window_size))
 
     def _ffn(self, x: torch.Tensor, window_size: int) -> torch.Tensor:
-        """``norm2(mlp(x))`` of (B, H, W, C). In sequential mode (``chunk_size`` > 0), over
-        ``chunk_size * window_size ** 2`` tokens at a time, each chunk checkpointed in training, so
-        the 4C-wide hidden activations of the whole map are never held."""
-        if self.chunk_size <= 0:
+        """``norm2(mlp(x))`` of (B, H, W, C). In sequential mode (``mlp_chunk_size`` > 0), over
+        ``mlp_chunk_size * window_size ** 2`` tokens at a time, each chunk checkpointed while gradients
+        are recorded, so the 4C-wide hidden activations of the whole map are never held."""
+        if self.mlp_chunk_size <= 0:
             return self._norm_mlp(x)
-        parts = x.reshape(-1, x.shape[-1]).split(self.chunk_size * window_size ** 2)
-        return torch.cat([checkpoint_if_training(self._norm_mlp, part) for part in parts]).view(x.shape)
+        parts = x.reshape(-1, x.shape[-1]).split(self.mlp_chunk_size * window_size ** 2)
+        return torch.cat([checkpoint_if_grad_enabled(self._norm_mlp, part) for part in parts]).view(x.shape)
 
     def _norm_mlp(self, x: torch.Tensor) -> torch.Tensor:
         """(..., C) -> (..., C)."""
@@ -112,7 +117,7 @@ class PatchMergingV2(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.reduction = Linear(4 * dim, 2 * dim, bias=False)
+        self.reduction = FusedLinear(4 * dim, 2 * dim, bias=False)
         self.norm = nn.LayerNorm(2 * dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,24 +152,25 @@ class SwinStageV2(nn.Module):
         depth: number of blocks.
         num_heads: attention heads.
         window_size: window of the stage (square).
-        pretrained_window_size: 0 for none.
-        drop_path: one stochastic depth rate per block.
+        pretrained_window_size: window the stage's position-bias MLPs were trained with, 0 for none.
+        drop_path_rates: one stochastic depth rate per block.
         downsample: end the stage with :class:`PatchMergingV2`.
         mask_padding: stop real tokens from attending to the zero padding of border windows.
         with_cp: non-reentrant activation checkpointing of every block while training.
-        **block_kwargs: passed to :class:`SwinBlockV2` (mlp_ratio, qkv_bias, drop, attn_drop, attn_impl, chunk_size).
+        **block_kwargs: passed to :class:`SwinBlockV2` (mlp_ratio, qkv_bias, drop_rate, attn_drop_rate,
+            attn_impl, attn_chunk_size, mlp_chunk_size).
     """
 
     def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, pretrained_window_size: int,
-                 drop_path: Sequence[float], downsample: bool, mask_padding: bool = False,
-                 with_cp: bool = False, **block_kwargs) -> None:
+                 drop_path_rates: Sequence[float], downsample: bool, mask_padding: bool = False,
+                 with_cp: bool = False, **block_kwargs: Any) -> None:
         super().__init__()
         self.window_size = window_size
         self.mask_padding = mask_padding
         self.with_cp = with_cp
         pws = (pretrained_window_size, pretrained_window_size)
         self.blocks = nn.ModuleList(
-            SwinBlockV2(dim, num_heads, pws, drop_path=drop_path[j], **block_kwargs) for j in range(depth))
+            SwinBlockV2(dim, num_heads, pws, drop_path_rate=drop_path_rates[j], **block_kwargs) for j in range(depth))
         self.downsample = PatchMergingV2(dim) if downsample else None
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:

@@ -8,21 +8,25 @@ Two paths compute it:
   mask, softmax), the reference.
 * ``'sdpa'``: ``F.scaled_dot_product_attention`` with the scale folded into the normalised queries
   and ``16 * sigmoid(bias) + mask`` as the additive mask (``scale=1``); equal to the eager path within
-  fp32 rounding and faster.
+  fp32 rounding (timings: docs/benchmarks.md).
+
+The projections are called as modules (``self.qkv(x)``, ``self.proj(x)``), so forward hooks and
+wrappers around them (LoRA, quantisation, FSDP units) take part. The q and v biases are the
+attention's own parameters (official names) and are added to ``qkv``'s output.
 
 The cosine logits are always computed in float32 (under fp16/bf16 autocast too): fp16 rounds
 ``F.normalize``'s eps to 0, so an all-zero padded token would give 0/0 = NaN, and logits of up to
 116 lose most of their precision in half types.
 """
 import math
-from typing import Any, Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
-from .linear import Linear, fused_linear
+from .activation_checkpoint import checkpoint_if_grad_enabled
+from .linear import FusedLinear
 from .position_bias import at_least_fp32, build_cpb_mlp, continuous_position_bias
 
 LOGIT_SCALE_MAX = math.log(1.0 / 0.01)
@@ -41,15 +45,15 @@ class WindowAttentionV2(nn.Module):
         num_heads: heads nH; C must be divisible by nH.
         pretrained_window_size: window the position-bias MLP was trained with, (0, 0) for none.
         qkv_bias: learn q and v biases (the k bias is always zero).
-        attn_drop: dropout on the attention weights.
-        proj_drop: dropout after the output projection.
+        attn_drop_rate: dropout on the attention weights.
+        proj_drop_rate: dropout after the output projection.
         attn_impl: ``'sdpa'`` (fused, default) or ``'eager'`` (the official op order).
         chunk_size: windows per attention call; 0 runs all windows at once. Bounds peak memory at
             very large inputs (sequential self-attention of the SwinV2 paper).
     """
 
     def __init__(self, dim: int, num_heads: int, pretrained_window_size: Tuple[int, int] = (0, 0),
-                 qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0,
+                 qkv_bias: bool = True, attn_drop_rate: float = 0.0, proj_drop_rate: float = 0.0,
                  attn_impl: str = 'sdpa', chunk_size: int = 0) -> None:
         super().__init__()
         if attn_impl not in ATTN_IMPLS:
@@ -61,16 +65,16 @@ class WindowAttentionV2(nn.Module):
         self.chunk_size = chunk_size
         self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(10.0)))
         self.cpb_mlp = build_cpb_mlp(num_heads)
-        self.qkv = nn.Linear(dim, dim * 3, bias=False)
+        self.qkv = FusedLinear(dim, dim * 3, bias=False)
         if qkv_bias:
             self.q_bias = nn.Parameter(torch.zeros(dim))
             self.v_bias = nn.Parameter(torch.zeros(dim))
         else:
             self.q_bias = None
             self.v_bias = None
-        self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.attn_drop = nn.Dropout(attn_drop_rate)
+        self.proj = FusedLinear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop_rate)
         self._bias_cache = {}
         self._sdpa_mask_cache = None
 
@@ -80,7 +84,8 @@ class WindowAttentionV2(nn.Module):
             self._bias_cache.clear()
             return continuous_position_bias(self.cpb_mlp, self.num_heads, window_size, self.pretrained_window_size)
         params = (self.cpb_mlp[0].weight, self.cpb_mlp[0].bias, self.cpb_mlp[2].weight)
-        key = (tuple(window_size), params[0].device, tuple(p._version for p in params))
+        # storage and version of each parameter: model.to(dtype/device) replaces them, in-place updates bump them
+        key = (tuple(window_size), tuple((p.data_ptr(), p.dtype, p._version) for p in params))
         bias = self._bias_cache.get(key)
         if bias is None:
             self._bias_cache.clear()
@@ -143,7 +148,7 @@ class WindowAttentionV2(nn.Module):
         b_ = x.shape[0]
         nw = 1 if mask is None else mask.shape[0]
         chunk = _chunk_length(b_, self.chunk_size, nw)
-        outs = [checkpoint_if_training(self._attend, x[i:i + chunk], bias, _mask_rows(mask, i, chunk))
+        outs = [checkpoint_if_grad_enabled(self._attend, x[i:i + chunk], bias, _mask_rows(mask, i, chunk))
                 for i in range(0, b_, chunk)]
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
@@ -178,17 +183,20 @@ class WindowAttentionV2(nn.Module):
         return self.proj_drop(self.proj(out))
 
     def _project_qkv(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """The qkv projection (k without bias) of (B', N, C) windows as two products, q and k together
-        and v alone: the same values as one product, and q and k come out as one contiguous tensor,
-        which their normalisation reads three to four times faster than strided slices of qkv.
+        """The qkv projection of (B', N, C) windows: ``self.qkv(x)``, then the q bias (with a zero k
+        bias) added to its q|k half and the v bias to its v third. The sums are the values of one
+        ``F.linear`` with the concatenated bias, and give q|k one contiguous tensor of its own, the
+        layout :meth:`_sdpa` normalises in.
 
         Returns:
             qk (B', N, 2, nH, hd) and v (B', N, nH, hd).
         """
         b_, n, c = x.shape
-        qk_bias = None if self.q_bias is None else torch.cat((self.q_bias, torch.zeros_like(self.q_bias)))
-        qk = fused_linear(x, self.qkv.weight[:2 * c], qk_bias)
-        v = fused_linear(x, self.qkv.weight[2 * c:], self.v_bias)
+        qkv = self.qkv(x)  # (B', N, 3C)
+        qk, v = qkv[..., :2 * c], qkv[..., 2 * c:]
+        if self.q_bias is not None:
+            qk = qk + torch.cat((self.q_bias, torch.zeros_like(self.q_bias)))
+            v = v + self.v_bias
         return qk.view(b_, n, 2, self.num_heads, -1), v.view(b_, n, self.num_heads, -1)
 
     def _eager(self, qk: torch.Tensor, v: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,
@@ -214,7 +222,7 @@ class WindowAttentionV2(nn.Module):
         scale folded into q.
 
         q and k are normalised together in their own layout, where the reduced dimension is
-        contiguous (three times faster on CPU than two ``F.normalize`` calls on permuted views).
+        contiguous, rather than by two ``F.normalize`` calls on permuted views.
         ``qk_scale`` is (2, nH, 1): exp(logit_scale) for q, 1 for k. ``attn_mask`` is (B', nH, N, N)
         or (1, nH, N, N). Returns (B', nH, N, hd).
         """
@@ -225,18 +233,11 @@ class WindowAttentionV2(nn.Module):
             v = at_least_fp32(v).transpose(1, 2)
             if q.device.type == 'cpu' and attn_mask.requires_grad:
                 # SDPA's CPU kernels take no mask gradient: it would run its math fallback, whose
-                # -inf-safe softmax costs extra passes. The same math, written out, is faster.
+                # -inf-safe softmax adds passes over the logits. The same math is written out instead.
                 attn = self.attn_drop((q @ k.transpose(-2, -1)).add_(attn_mask).softmax(dim=-1))
                 return attn @ v
             dropout = self.attn_drop.p if self.training else 0.0
             return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, scale=1.0)
-
-
-def checkpoint_if_training(fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
-    """``fn(*args)``, checkpointed (non-reentrant, recomputed in backward) while gradients are recorded."""
-    if torch.is_grad_enabled():
-        return checkpoint(fn, *args, use_reentrant=False)
-    return fn(*args)
 
 
 def _chunk_length(num_windows: int, chunk_size: int, windows_per_image: int) -> int:

@@ -24,7 +24,7 @@ def window_partition(x: torch.Tensor, window_size: Tuple[int, int],
         x: (B, H, W, C) with H, W multiples of the window.
         window_size: (Wh, Ww).
         shift_size: (sh, sw); the shifted map's windows are gathered in one pass (a cached token
-            order) instead of a roll and a partition: torch.roll over two dims is slow on CPU.
+            order) instead of a ``torch.roll`` over two dims followed by a partition.
 
     Returns:
         (B * nW, Wh * Ww, C), windows in row-major order over the (shifted) map.

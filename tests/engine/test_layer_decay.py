@@ -1,8 +1,9 @@
-"""SwinV2LayerDecayOptimizerConstructor: per-parameter lr scales (official Swin numbering), no weight
-decay on norms / CPB / logit scale / q,v biases, registry visibility from the mmdet and mmseg scopes;
-the same layer ids for mmdet's and mmseg's Swin V1 ``SwinTransformer`` (``stages`` instead of
-``layers``, ``absolute_pos_embed`` at layer 0) with no decay on its position-bias tables; a clear
-error for backbones it does not know."""
+"""SwinV2LayerDecayOptimizerConstructor: per-parameter lr scales from the backbone's get_layer_depth
+(official Swin numbering), no weight decay on norms / CPB / logit scale / q,v biases, registry
+visibility from the mmdet and mmseg scopes; the same layer ids for mmdet's and mmseg's Swin V1
+``SwinTransformer`` through the fallback (``stages`` instead of ``layers``, ``absolute_pos_embed`` at
+layer 0) with no decay on its position-bias tables; any backbone with a get_layer_depth; a clear
+error for backbones without one."""
 import pytest
 import torch
 import torch.nn as nn
@@ -10,9 +11,10 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, DefaultScope
 
 import swin_dense  # noqa: F401  registers the constructor
-from swin_dense.engine.layer_decay import (SwinV2LayerDecayOptimizerConstructor, swin_layer_id, swin_layout,
-                                           swinv2_layer_id)
+from swin_dense.engine.layer_decay import (SwinV1LayerDepth, SwinV2LayerDecayOptimizerConstructor,
+                                           backbone_layer_depth, swin_v1_layer_depth)
 from swin_dense.models import SwinTransformerV2
+from swin_dense.models.backbones.layer_depth import swin_layer_depth
 
 DEPTHS = [1, 2, 1, 1]  # D = 5 blocks -> num_layers = 6
 BASE_LR, WD, DECAY = 1e-3, 0.05, 0.8
@@ -119,16 +121,29 @@ def test_lr_and_weight_decay_per_parameter():
         assert by_name[name]['weight_decay'] == WD, name
 
 
+def _layer_id(name, depths, stages='layers'):
+    """The layer id as the constructor records it (the top is ``sum(depths) + 1`` by default)."""
+    depth, num_layers = swin_layer_depth(name, depths, 'backbone.', stages=stages)
+    assert num_layers == sum(depths) + 2
+    return depth
+
+
 def test_layer_id_function_matches_official_numbering():
     depths = [2, 2, 18, 2]
     n = sum(depths) + 1
-    assert swinv2_layer_id('backbone.patch_embed.proj.weight', depths, n) == 0
-    assert swinv2_layer_id('backbone.layers.0.blocks.0.attn.qkv.weight', depths, n) == 1
-    assert swinv2_layer_id('backbone.layers.2.blocks.17.norm2.bias', depths, n) == 4 + 17 + 1
-    assert swinv2_layer_id('backbone.layers.2.downsample.reduction.weight', depths, n) == 22
-    assert swinv2_layer_id('backbone.layers.3.blocks.1.mlp.fc2.weight', depths, n) == 24
-    assert swinv2_layer_id('backbone.norm3.weight', depths, n) == n == 25
-    assert swinv2_layer_id('roi_head.bbox_head.0.fc_cls.weight', depths, n) == n
+    assert _layer_id('backbone.patch_embed.proj.weight', depths) == 0
+    assert _layer_id('backbone.layers.0.blocks.0.attn.qkv.weight', depths) == 1
+    assert _layer_id('backbone.layers.2.blocks.17.norm2.bias', depths) == 4 + 17 + 1
+    assert _layer_id('backbone.layers.2.downsample.reduction.weight', depths) == 22
+    assert _layer_id('backbone.layers.3.blocks.1.mlp.fc2.weight', depths) == 24
+    assert _layer_id('backbone.norm3.weight', depths) == n == 25
+    assert _layer_id('roi_head.bbox_head.0.fc_cls.weight', depths) == n
+    # the backbone's own method is this function over its depths
+    backbone = SwinTransformerV2(arch=dict(embed_dims=8, depths=depths, num_heads=[1, 1, 1, 1]))
+    assert backbone_layer_depth(backbone) == backbone.get_layer_depth
+    for name in ('backbone.patch_embed.proj.weight', 'backbone.layers.2.blocks.17.norm2.bias',
+                 'backbone.layers.2.downsample.reduction.weight', 'backbone.norm3.weight', 'neck.weight'):
+        assert backbone.get_layer_depth(name, 'backbone.') == swin_layer_depth(name, depths, 'backbone.')
 
 
 def test_no_decay_rate_means_plain_lrs_and_bad_args_raise():
@@ -167,8 +182,11 @@ def test_swin_v1_backbones_get_the_same_layer_ids(scope):
     """mmdet's / mmseg's Swin V1: stages.{i}.blocks.{j} and stages.{i}.downsample numbered as V2's layers,
     absolute_pos_embed with the patch embedding, output norms at the top; no decay on the bias tables."""
     model = TinyDetector(_v1_swin(scope))
-    assert swin_layout(model.backbone).stages == 'stages'
-    assert swin_layout(model.backbone).depths == tuple(DEPTHS)
+    assert not hasattr(model.backbone, 'get_layer_depth')  # the fallback serves it
+    fallback = backbone_layer_depth(model.backbone)
+    assert isinstance(fallback, SwinV1LayerDepth) and fallback.stages == 'stages'
+    assert fallback.depths == tuple(DEPTHS)
+    assert fallback('backbone.stages.1.blocks.1.attn.w_msa.qkv.weight', 'backbone.') == (3, 7)
     by_name = _check_every_group(model, 'stages')
     assert {g['layer_id'] for g in by_name.values()} == set(range(7))  # every id of depths [1, 2, 1, 1] is used
     # spot checks of the table's corners, and that lr scales are the V2 model's for the same depths
@@ -203,14 +221,13 @@ def test_swin_v1_backbones_get_the_same_layer_ids(scope):
 def test_layer_id_function_for_v1_names():
     depths = [2, 2, 18, 2]
     n = sum(depths) + 1
-    assert swinv2_layer_id is swin_layer_id  # the old name still works
-    assert swin_layer_id('backbone.absolute_pos_embed', depths, n, stages='stages') == 0
-    assert swin_layer_id('backbone.stages.2.blocks.17.ffn.layers.1.weight', depths, n, stages='stages') == 22
-    assert swin_layer_id('backbone.stages.2.downsample.norm.weight', depths, n, stages='stages') == 22
-    assert swin_layer_id('backbone.stages.3.blocks.1.attn.w_msa.relative_position_bias_table', depths, n,
-                         stages='stages') == 24
+    assert _layer_id('backbone.absolute_pos_embed', depths, stages='stages') == 0
+    assert _layer_id('backbone.stages.2.blocks.17.ffn.layers.1.weight', depths, stages='stages') == 22
+    assert _layer_id('backbone.stages.2.downsample.norm.weight', depths, stages='stages') == 22
+    assert _layer_id('backbone.stages.3.blocks.1.attn.w_msa.relative_position_bias_table', depths,
+                     stages='stages') == 24
     # the stage attribute is the backbone's own: a V2 name is not read as V1 and the other way round
-    assert swin_layer_id('backbone.layers.0.blocks.0.attn.qkv.weight', depths, n, stages='stages') == n
+    assert _layer_id('backbone.layers.0.blocks.0.attn.qkv.weight', depths, stages='stages') == n
 
 
 def test_unknown_backbone_is_refused_with_the_supported_list():
@@ -224,6 +241,29 @@ def test_unknown_backbone_is_refused_with_the_supported_list():
         _build(model)
     with pytest.raises(ValueError, match='default constructor'):
         _build(model)
+    with pytest.raises(ValueError, match='get_layer_depth'):
+        swin_v1_layer_depth(OtherBackbone())
+
+
+def test_any_backbone_with_get_layer_depth_is_served():
+    """The layer ids are the backbone's: a backbone that numbers its own layers needs no entry anywhere."""
+    class TwoLayers(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3)
+            self.body = nn.Conv2d(8, 8, 3)
+
+        def get_layer_depth(self, param_name, prefix=''):
+            num_layers = 3
+            if not param_name.startswith(prefix):
+                return num_layers - 1, num_layers
+            return (0 if param_name[len(prefix):].startswith('stem') else 1), num_layers
+
+    by_name = {g['param_name']: g for g in _build(TinyDetector(TwoLayers())).optimizer.param_groups}
+    assert by_name['backbone.stem.weight']['layer_id'] == 0
+    assert by_name['backbone.stem.weight']['lr'] == pytest.approx(BASE_LR * DECAY ** 2)
+    assert by_name['backbone.body.bias']['lr'] == pytest.approx(BASE_LR * DECAY)
+    assert by_name['neck.weight']['layer_id'] == 2 and by_name['neck.weight']['lr'] == pytest.approx(BASE_LR)
 
 
 def test_subclass_of_a_known_backbone_is_accepted():
@@ -232,6 +272,15 @@ def test_subclass_of_a_known_backbone_is_accepted():
 
     model = TinyDetector(MySwinV2(arch=dict(embed_dims=8, depths=DEPTHS, num_heads=HEADS), window_size=4))
     _check_every_group(model, 'layers')
+
+
+def test_mmpretrain_swin_numbers_its_layers_itself():
+    """mmpretrain's Swin V1 has a get_layer_depth of its own: it is used, and gives this table's ids."""
+    backbones = pytest.importorskip('mmpretrain.models.backbones')
+    backbone = backbones.SwinTransformer(arch=dict(embed_dims=8, depths=DEPTHS, num_heads=HEADS), img_size=32,
+                                         window_size=4, out_indices=(0, 1, 2, 3))
+    assert backbone_layer_depth(backbone) == backbone.get_layer_depth
+    _check_every_group(TinyDetector(backbone), 'stages')
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])

@@ -5,6 +5,8 @@ from conftest import saved_bytes
 from swin_dense.layers.window_attention import WindowAttentionV2
 from swin_dense.layers.window_masks import attention_mask
 
+pytestmark = pytest.mark.numerics
+
 
 def _randomised(attn: WindowAttentionV2) -> WindowAttentionV2:
     torch.manual_seed(0)
@@ -39,6 +41,8 @@ def test_matches_official_op_order(impl, grad):
         expected = _official(attn, x, (4, 4), mask)
     with torch.set_grad_enabled(grad):
         out = attn(x, (4, 4), mask)
+    # eager is the official op order (bitwise); the fused SDPA kernel sums q.k and attn.v in its own order:
+    # outputs of 16-channel heads of magnitude ~1 differ by a few ulps (1e-5 = ~80 ulps), a wrong mask by O(0.1)
     atol = 0 if impl == 'eager' else 1e-5
     torch.testing.assert_close(out, expected, atol=atol, rtol=0)
 
@@ -54,6 +58,7 @@ def test_sdpa_gradients_match_official():
         (forward(attn, x, (4, 4), mask) * target).sum().backward()
         grads.append({name: p.grad.clone() for name, p in attn.named_parameters()})
     for name, expected in grads[0].items():
+        # gradients summed over 12 windows x 16 tokens in the fused kernel's order: rounding of sums of magnitude ~10
         torch.testing.assert_close(grads[1][name], expected, atol=1e-5, rtol=1e-5, msg=name)
 
 
@@ -64,6 +69,7 @@ def test_chunked_attention_equals_full():
     full = attn(x, (4, 4), mask)
     for chunk in (1, 4, 7, 12):
         attn.chunk_size = chunk
+        # chunking splits the batch of windows only: each window's arithmetic is the same, up to kernel blocking (1e-6)
         torch.testing.assert_close(attn(x, (4, 4), mask), full, atol=1e-6, rtol=0)
 
 
@@ -111,6 +117,8 @@ def test_sequential_attention_trains_like_full_and_keeps_no_attention_weights():
         _, saved = saved_bytes(lambda: attn(x, (8, 8), mask))
         results.append((out.detach(), x.grad.clone(), attn.cpb_mlp[0].weight.grad.clone(), saved))
     (out0, gx0, gb0, saved_full), (out2, gx2, gb2, saved_seq) = results
+    # per-chunk recomputation in training runs the written-out math on fewer windows: kernel blocking changes the
+    # summation order of 64-token windows (outputs ~1, a few ulps); the gradients below sum over the chunks
     torch.testing.assert_close(out2, out0, atol=1e-5, rtol=0)
     torch.testing.assert_close(gx2, gx0, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(gb2, gb0, atol=1e-5, rtol=1e-5)

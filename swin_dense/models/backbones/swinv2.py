@@ -20,9 +20,12 @@ from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...arch import per_stage, resolve_arch
-from ...checkpoint.load import load_pretrained
+from ...layers.linear import FusedLinear
 from ...layers.swin_block import SwinStageV2
 from ...layers.window_attention import ATTN_IMPLS
+from .layer_depth import swin_layer_depth
+from .pretrained import load_pretrained
+
 
 class PatchEmbed(nn.Module):
     """Non-overlapping patch embedding: zero-pad to patch multiples, Conv2d(k=s=patch), LayerNorm."""
@@ -43,7 +46,7 @@ class PatchEmbed(nn.Module):
         if h % p or w % p:
             x = F.pad(x, (0, (-w) % p, 0, (-h) % p))
         # A channels-last input makes the convolution write (B, H', W', C) memory: the permute is then
-        # free and the LayerNorm reads contiguous rows (4x faster on CPU than from NCHW, same values).
+        # free and the LayerNorm reads contiguous rows (same values as from NCHW).
         x = self.proj(x.contiguous(memory_format=torch.channels_last))
         return self.norm(x.permute(0, 2, 3, 1))
 
@@ -58,8 +61,9 @@ class SwinTransformerV2(BaseModule):
     Args:
         arch: 'tiny', 'small', 'base', 'large' or dict(embed_dims, depths, num_heads).
         window_size: window per stage (int or one per stage).
-        pretrained_window_size: window the position-bias MLP was trained with (int or one per
-            stage, 0 = none). For the public 192-px ImageNet-22K checkpoints use [12, 12, 12, 6].
+        pretrained_window_size: per stage, as ``window_size``: the window each stage's position-bias
+            MLPs were trained with (int or one per stage, 0 = none). For the public 192-px
+            ImageNet-22K checkpoints use [12, 12, 12, 6].
         in_channels: input channels.
         patch_size: patch embedding size.
         mlp_ratio: MLP hidden size over channels.
@@ -72,13 +76,18 @@ class SwinTransformerV2(BaseModule):
             (with their patch merging and output norms), as mmdet's Swin.
         norm_eval: keep normalisation layers in eval mode while training (as mmdet backbones;
             LayerNorm has no running statistics, so this only matters for added BatchNorms).
-        with_cp: non-reentrant activation checkpointing of each block (saves memory, costs time).
+        with_cp: non-reentrant activation checkpointing of each block while training (less memory;
+            each block runs again in the backward pass).
         attn_impl: 'sdpa' (fused, default) or 'eager' (the official op order).
-        attn_chunk_size: sequential mode for very large inputs (SwinV2 paper, section 3.4): windows
-            per attention call and ``attn_chunk_size * window**2`` tokens per MLP call, each chunk
-            checkpointed in training, so no whole-map q/k/v, attention weights or MLP hidden
-            activations are held; 0 (default) for all at once. Costs about one extra forward of
-            attention and MLP in training; combine with ``with_cp`` for the smallest peak.
+        attn_chunk_size: sequential attention for very large inputs (SwinV2 paper, section 3.4):
+            windows per attention call (int or one per stage), each call checkpointed while
+            gradients are recorded, so no whole-map q/k/v or attention weights are held; 0
+            (default) for all at once. Training recomputes each chunk's attention once in the
+            backward pass; combine with ``with_cp`` for the smallest peak.
+        mlp_chunk_size: the same for the MLP (int or one per stage): ``mlp_chunk_size * window**2``
+            tokens (that many windows' worth) per call of the MLP and its post-norm, so no
+            whole-map 4C-wide hidden activations are held; 0 (default) for all at once. The memory
+            configs set it with ``attn_chunk_size``.
         mask_padding: stop real tokens from attending to the zero padding of border windows. Off by
             default, as in the official code, timm and HF (it changes results at sizes that are not
             window multiples).
@@ -90,14 +99,18 @@ class SwinTransformerV2(BaseModule):
                  pretrained_window_size: Union[int, Sequence[int]] = 0, in_channels: int = 3, patch_size: int = 4,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
                  drop_path_rate: float = 0.2, out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
-                 norm_eval: bool = False, with_cp: bool = False, attn_impl: str = 'sdpa', attn_chunk_size: int = 0,
+                 norm_eval: bool = False, with_cp: bool = False, attn_impl: str = 'sdpa',
+                 attn_chunk_size: Union[int, Sequence[int]] = 0, mlp_chunk_size: Union[int, Sequence[int]] = 0,
                  mask_padding: bool = False, init_cfg: Optional[Dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         embed_dims, depths, num_heads = resolve_arch(arch)
         num_stages = len(depths)
         windows = per_stage(window_size, num_stages, 'window_size')
         pretrained_windows = per_stage(pretrained_window_size, num_stages, 'pretrained_window_size')
-        self._check_args(embed_dims, num_heads, windows, pretrained_windows, out_indices, frozen_stages, attn_impl)
+        attn_chunks = per_stage(attn_chunk_size, num_stages, 'attn_chunk_size')
+        mlp_chunks = per_stage(mlp_chunk_size, num_stages, 'mlp_chunk_size')
+        self._check_args(embed_dims, num_heads, windows, pretrained_windows, out_indices, frozen_stages, attn_impl,
+                         dict(attn_chunk_size=attn_chunks, mlp_chunk_size=mlp_chunks))
 
         self.embed_dims = embed_dims
         self.depths = depths
@@ -117,16 +130,18 @@ class SwinTransformerV2(BaseModule):
             start = sum(depths[:i])
             self.layers.append(SwinStageV2(
                 self.num_features[i], depths[i], num_heads[i], windows[i], pretrained_windows[i],
-                drop_path=dpr[start:start + depths[i]], downsample=i < num_stages - 1, mask_padding=mask_padding,
-                with_cp=with_cp, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate,
-                attn_impl=attn_impl, chunk_size=attn_chunk_size))
+                drop_path_rates=dpr[start:start + depths[i]], downsample=i < num_stages - 1,
+                mask_padding=mask_padding, with_cp=with_cp, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                drop_rate=drop_rate, attn_drop_rate=attn_drop_rate, attn_impl=attn_impl,
+                attn_chunk_size=attn_chunks[i], mlp_chunk_size=mlp_chunks[i]))
         for i in self.out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
         self._freeze_stages()
 
     @staticmethod
     def _check_args(embed_dims: int, num_heads: List[int], windows: List[int], pretrained_windows: List[int],
-                    out_indices: Sequence[int], frozen_stages: int, attn_impl: str) -> None:
+                    out_indices: Sequence[int], frozen_stages: int, attn_impl: str,
+                    chunk_sizes: Dict[str, List[int]]) -> None:
         num_stages = len(num_heads)
         for i, heads in enumerate(num_heads):
             if heads <= 0 or (embed_dims * 2 ** i) % heads:
@@ -144,6 +159,9 @@ class SwinTransformerV2(BaseModule):
             raise ValueError(f'frozen_stages={frozen_stages} is out of range: use -1 (none) to {num_stages} (all)')
         if attn_impl not in ATTN_IMPLS:
             raise ValueError(f'attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}')
+        for name, chunks in chunk_sizes.items():
+            if any(c < 0 for c in chunks):
+                raise ValueError(f'{name} must be 0 (off) or a positive number of windows in every stage, got {chunks}')
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """(B, C_in, H, W) -> tuple of (B, C_i, ceil(H / 2^(i+2)), ceil(W / 2^(i+2))) for i in out_indices."""
@@ -157,6 +175,28 @@ class SwinTransformerV2(BaseModule):
                 break
             x = down
         return tuple(outs)
+
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """Layer id of a parameter for layer-wise lr decay (mmpretrain's convention for its backbones).
+
+        Args:
+            param_name: parameter name in the model, e.g. ``backbone.layers.2.blocks.5.mlp.fc1.weight``.
+            prefix: where this backbone sits in the model, e.g. ``'backbone.'``.
+
+        Returns:
+            ``(layer_depth, num_layers)`` with ``num_layers = sum(depths) + 2``: ``patch_embed`` is 0,
+            ``layers.{i}.blocks.{j}`` is ``sum(depths[:i]) + j + 1``, ``layers.{i}.downsample`` is
+            ``sum(depths[:i + 1])`` (with the stage's last block), and the output norms and every
+            name outside ``prefix`` are the top, ``num_layers - 1`` (see :mod:`.layer_depth`).
+        """
+        return swin_layer_depth(param_name, self.depths, prefix, stages='layers')
+
+    def set_fused_linear(self, enable: bool = True) -> None:
+        """Let every :class:`FusedLinear` layer take the oneDNN kernel in fp32 CPU inference
+        (``True``, the default) or run plain ``F.linear`` always (``False``)."""
+        for module in self.modules():
+            if isinstance(module, FusedLinear):
+                module.fused = enable
 
     def _freeze_stages(self) -> None:
         frozen: List[nn.Module] = []
