@@ -30,9 +30,8 @@ from typing import List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout without install
 
-from swin_dense.checkpoint import CheckpointError, convert_checkpoint  # noqa: E402
-from swin_dense.checkpoint.convert import DST_FORMATS  # noqa: E402
-from swin_dense.checkpoint.layouts import LAYOUTS  # noqa: E402
+from swin_dense.checkpoint import LAYOUTS, CheckpointError, convert_checkpoint  # noqa: E402
+from swin_dense.checkpoint.convert_file import DST_FORMATS  # noqa: E402
 from swin_dense.checkpoint.v1 import V1_LAYOUTS  # noqa: E402
 from swin_dense.checkpoint.windows import parse_window_arg  # noqa: E402
 

@@ -1,10 +1,11 @@
-"""Which Swin version, and which SwinV2 layout, a state dict is in."""
-from typing import Dict
+"""Which Swin version, and which layout, a state dict is in; and the layout a conversion reads it in."""
+from types import ModuleType
+from typing import Callable, Dict, Mapping, Optional
 
 import torch
 
-from .common import key_sample, matching_layout
-from .errors import NotSwinV2Checkpoint, SwinV1Checkpoint
+from .errors import CheckpointError, NotSwinV2Checkpoint, SwinV1Checkpoint
+from .keys import short_keys
 from .layouts import LAYOUTS
 
 SWIN_V1 = 'v1'
@@ -42,5 +43,39 @@ def detect_layout(state_dict: Dict[str, torch.Tensor]) -> str:
             '`python tools/convert_checkpoint.py SRC DST.pth` (see docs/checkpoints.md, "Swin V1")')
     raise NotSwinV2Checkpoint(
         f'this is not a SwinV2 checkpoint in any known layout ({", ".join(LAYOUTS)}); its first keys are: '
-        f'{key_sample(state_dict)}. '
+        f'{short_keys(list(state_dict), 5, empty="no keys at all")}. '
         'Swin V1 and other models cannot be loaded into SwinTransformerV2.')
+
+
+def matching_layout(layouts: Mapping[str, ModuleType], state_dict: Dict[str, torch.Tensor]) -> Optional[str]:
+    """The first layout (in the mapping's order) whose ``matches(state_dict)`` holds, or None."""
+    return next((name for name, layout in layouts.items() if layout.matches(state_dict)), None)
+
+
+def resolve_layout(state_dict: Dict[str, torch.Tensor], layout: str, layouts: Mapping[str, ModuleType],
+                   detect: Callable[[Dict[str, torch.Tensor]], str], family: str) -> str:
+    """The layout to convert ``state_dict`` from: ``detect(state_dict)`` for ``'auto'``, else ``layout``
+    once checked against the keys.
+
+    Args:
+        layout: ``'auto'`` or a key of ``layouts``.
+        layouts: name -> layout module (with ``matches``).
+        detect: returns the matching layout's name or raises :class:`CheckpointError`.
+        family: ``'SwinV2'`` or ``'Swin V1'``, for the messages.
+
+    Raises:
+        ValueError: ``layout`` is no known name.
+        CheckpointError: the keys are not in the given layout (the message says what they look like).
+    """
+    if layout == 'auto':
+        return detect(state_dict)
+    if layout not in layouts:
+        raise ValueError(f'unknown {family} layout {layout!r}; use auto or one of {sorted(layouts)}')
+    if not layouts[layout].matches(state_dict):
+        try:
+            found = f'the {detect(state_dict)} layout'
+        except CheckpointError as err:
+            found = f'no {family} layout: {err}'
+        raise CheckpointError(f'the checkpoint is not in the {layout} layout (its keys look like {found}); '
+                              'give the right --src-format or auto')
+    return layout

@@ -7,12 +7,14 @@ tensors (``.pth``, loadable with ``weights_only=True``) or safetensors with the 
 import json
 import os
 import pickle
+import re
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 
 from .errors import CheckpointError
-from .windows import pretrained_window_from_hf_config
+from .keys import short_keys
+from .windows import META_PRETRAINED_WINDOW, pretrained_window_from_hf_config
 
 _WRAPPER_KEYS = ('state_dict', 'model', 'module', 'params')
 # Weight files of a Hugging Face model folder, in order of preference.
@@ -22,14 +24,17 @@ _HF_MODEL_TYPES = ('swinv2', 'swin')
 
 
 def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
-    """Read a state dict and its meta from a file or a Hugging Face model folder.
+    """Read a state dict and its meta from a file or a Hugging Face model folder: the package's one reader.
 
-    Files: ``.pth``/``.pt``/``.bin`` (safe unpickler, tensors and plain containers only) or
-    ``.safetensors``. Folders (Hugging Face hub): ``model.safetensors`` or ``pytorch_model.bin``,
-    with a transformers ``config.json`` (``model_type`` ``swinv2``, or ``swin`` for V1) or a timm
-    one. Wrappers (``{'model': ...}``, ``{'state_dict': ...}``) and a ``module.`` prefix (DDP) are
-    removed; every other key is kept
-    as it is (a whole detector keeps its ``backbone.`` prefix, see ``convert_state_dict``).
+    It serves the backbone's pretrained weights, the converter and the inference predictor (whole
+    detector / segmentor checkpoints). Files: ``.pth``/``.pt``/``.bin`` (``torch.load(weights_only=True)``:
+    tensors, containers and the types allowlisted with ``torch.serialization.add_safe_globals``, which
+    a whole mmengine training checkpoint needs) or ``.safetensors``. Folders (Hugging Face hub):
+    ``model.safetensors`` or ``pytorch_model.bin``, with a transformers ``config.json`` (``model_type``
+    ``swinv2``, or ``swin`` for V1) or a timm one. Wrappers (``{'state_dict': ...}``, ``{'model': ...}``)
+    and a ``module.`` prefix on every key (DDP) are removed, and values that are no tensors dropped;
+    every other key is kept as it is (a whole detector keeps its ``backbone.`` prefix, see
+    ``convert_state_dict``).
 
     Returns:
         (state_dict, meta); meta is ``checkpoint['meta']``, the safetensors metadata (JSON values
@@ -37,8 +42,9 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]
 
     Raises:
         FileNotFoundError: no such file or folder.
-        CheckpointError: empty, truncated or corrupt file, a folder without weights, or a file
-            with pickled objects beyond tensors.
+        CheckpointError: an empty, truncated or corrupt file or no checkpoint at all ("not a readable
+            PyTorch checkpoint"), a folder without weights, no state dict of tensors inside, or a file
+            holding a Python object the safe unpickler refuses ("refusing to load", with its type).
     """
     if os.path.isdir(path):
         return _read_hf_folder(path)
@@ -51,16 +57,28 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]
     try:
         obj = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f'refusing to load {path!r}: it contains pickled Python objects other than tensors ({first}). '
-            'Unpickling them could run arbitrary code. If the file comes from a source you trust, re-save only its '
-            'tensors (a plain state dict or .safetensors) and load that.') from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(
-            f'checkpoint {path!r} is truncated or corrupt ({err}); download or copy it again') from None
+        raise CheckpointError(_unpickling_message(path, str(err))) from None
+    except Exception as err:  # noqa: BLE001  zip / EOF / OS errors of files that are no (whole) checkpoint
+        raise CheckpointError(_unreadable(path, f'{type(err).__name__}: {err}')) from None
     meta = obj.get('meta', {}) if isinstance(obj, dict) else {}
     return _unwrap(obj, path), meta if isinstance(meta, dict) else {}
+
+
+def _unpickling_message(path: str, error: str) -> str:
+    """Why ``torch.load(weights_only=True)`` refused ``path``: a Python object it does not allow, or no checkpoint."""
+    refused = re.search(r'Unsupported global: GLOBAL (\S+)', error)
+    if refused:
+        return (f'refusing to load {path!r}: it holds a Python object of type {refused.group(1)}, which '
+                'torch.load(weights_only=True) refuses (only tensors, containers and allowlisted plain-data types '
+                'are read), since unpickling it could run arbitrary code. If the file comes from a source you trust, '
+                're-save only its tensors (a plain state dict or .safetensors) and load that.')
+    detail = re.search(r'WeightsUnpickler error:\s*(.+)', error)
+    return _unreadable(path, f'torch.load(weights_only=True): {detail.group(1).strip() if detail else error}')
+
+
+def _unreadable(path: str, detail: str) -> str:
+    return (f'{path!r} is not a readable PyTorch checkpoint ({detail}): it is truncated or corrupt, or no checkpoint '
+            'at all; download or copy it again')
 
 
 def _read_safetensors(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
@@ -100,7 +118,7 @@ def _read_hf_folder(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]
                               'model folder. Sharded weights are not supported: SwinV2 models fit in one file')
     state_dict, _ = read_checkpoint(weights)
     windows = pretrained_window_from_hf_config(config) if config.get('model_type') == 'swinv2' else None
-    return state_dict, ({} if windows is None else {'pretrained_window_size': windows})
+    return state_dict, ({} if windows is None else {META_PRETRAINED_WINDOW: windows})
 
 
 def _unwrap(obj: Any, path: str) -> Dict[str, torch.Tensor]:
@@ -110,7 +128,8 @@ def _unwrap(obj: Any, path: str) -> Dict[str, torch.Tensor]:
             break
         obj = inner
     if not isinstance(obj, dict) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f'{path!r} holds no state dict of tensors')
+        found = f'a dict with keys {short_keys([str(k) for k in obj])}' if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(f'{path!r} holds no state dict of tensors (found {found}); pass a checkpoint of weights')
     state_dict = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if all(k.startswith('module.') for k in state_dict):
         state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}

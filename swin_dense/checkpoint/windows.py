@@ -12,13 +12,15 @@ those per-stage values. Three sources tell them, most reliable first:
 3. the file name of a released checkpoint (``PRETRAINED_WINDOW_BY_NAME``).
 """
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
 from ..layers.position_bias import relative_coords_table
 from .errors import CheckpointError
 
+# The meta key under which the converter records the window, and the backbone's loader reads it.
+META_PRETRAINED_WINDOW = 'pretrained_window_size'
 # (pattern on the lower-cased path, per-stage pretrained window, which release it names).
 PRETRAINED_WINDOW_BY_NAME: Tuple[Tuple[str, List[int], str], ...] = (
     (r'window12to(16|24)', [12, 12, 12, 6], '22K window-12 model fine-tuned at window 16/24: keep its 12-frame'),

@@ -3,10 +3,12 @@
 What mmdet's ``DetInferencer`` / ``init_detector`` and mmseg's ``MMSegInferencer`` / ``init_model``
 do, with the parts the batch tool and the server need on top:
 
-* the checkpoint is read with ``torch.load(weights_only=True)`` and checked against the model
-  *before* anything runs: a checkpoint of another model (a detector for a segmentation config,
-  another width or number of classes, a backbone-only file) stops with a message that says which
-  weights are missing or have another shape, instead of a warning and a randomly initialised model;
+* the checkpoint is read by the package's one safe reader (:func:`swin_dense.checkpoint.read_checkpoint`,
+  ``torch.load(weights_only=True)``) and checked against the model with its one fit check
+  (:func:`swin_dense.checkpoint.fit_state_dict`) *before* anything runs: a checkpoint of another
+  model (a detector for a segmentation config, another width or number of classes, a backbone-only
+  file) stops with a message that says which weights are missing or have another shape, instead of
+  a warning and a randomly initialised model;
 * class names and palette come from the checkpoint's ``meta.dataset_meta`` when it fits the
   model's number of classes, else from the config's test dataset ``metainfo``, else from the
   dataset class (mmdet's inferencer would fall back to the 80 COCO classes);
@@ -22,14 +24,15 @@ Drawing uses the config's visualizer (mmdet's ``DetLocalVisualizer`` / mmseg's
 """
 import copy
 import os.path as osp
-import pickle
-import re
 import threading
 from datetime import datetime
 from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+
+from ..checkpoint import CheckpointError, fit_state_dict, read_checkpoint, short_keys
+from ..engine import safe_load
 
 TASK_NAMES = {'det': 'detection', 'seg': 'segmentation'}
 _ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadPanopticAnnotations', 'LoadDepthAnnotation')
@@ -54,41 +57,20 @@ def _unwrap_dataset(ds: Dict) -> Dict:
     return ds
 
 
-def _examples(items: Sequence[str], n: int = 3) -> str:
-    shown = ', '.join(items[:n])
-    return shown + (', ...' if len(items) > n else '')
-
-
 def read_state_dict(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
-    """(state_dict, meta) of a checkpoint, read with ``torch.load(weights_only=True)``."""
+    """(state_dict, meta) of a detector / segmentor checkpoint, read by :func:`swin_dense.checkpoint.read_checkpoint`.
+
+    Raises:
+        PredictorError: the reader's message: no such file, not a readable checkpoint, a Python object
+            ``torch.load(weights_only=True)`` refuses (named by type), or no state dict of tensors.
+    """
     if not osp.isfile(path):
         raise PredictorError(f'checkpoint {path!r} not found')
-    import swin_dense  # noqa: F401  allows mmengine's checkpoint types under weights_only=True
     try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as e:
-        m = re.search(r'Unsupported global: GLOBAL (\S+)', str(e))
-        if m:
-            raise PredictorError(f'checkpoint {path!r} holds a Python object of type {m.group(1)}, which '
-                                 f'torch.load(weights_only=True) refuses (only tensors, containers and the plain-data '
-                                 f'types of mmengine checkpoints are allowed); it is not loaded') from None
-        detail = re.search(r'WeightsUnpickler error:\s*(.+)', str(e))
-        raise PredictorError(f'{path!r} is not a readable PyTorch checkpoint (torch.load(weights_only=True): '
-                             f'{detail.group(1).strip() if detail else type(e).__name__})') from None
-    except Exception as e:  # noqa: BLE001  zip / pickle / EOF errors of files that are no checkpoint
-        raise PredictorError(f'{path!r} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})') from None
-    meta: Dict[str, Any] = {}
-    if isinstance(ckpt, dict) and isinstance(ckpt.get('state_dict'), dict):
-        state, meta = ckpt['state_dict'], ckpt.get('meta') or {}
-    elif isinstance(ckpt, dict) and isinstance(ckpt.get('model'), dict):
-        state, meta = ckpt['model'], ckpt.get('meta') or {}
-    elif isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-        state = ckpt
-    else:
-        raise PredictorError(f'{path!r} holds no state_dict (found {type(ckpt).__name__}'
-                             f'{" with keys " + _examples(list(map(str, ckpt))) if isinstance(ckpt, dict) else ""})')
-    state = {(k[7:] if k.startswith('module.') else k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    return state, meta if isinstance(meta, dict) else {}
+        with safe_load.allowed():  # the mmengine types of our own training checkpoints, for this read only
+            return read_checkpoint(path)
+    except CheckpointError as e:
+        raise PredictorError(str(e)) from None
 
 
 def check_state_dict(model: torch.nn.Module, state: Dict[str, torch.Tensor], checkpoint: str,
@@ -99,31 +81,29 @@ def check_state_dict(model: torch.nn.Module, state: Dict[str, torch.Tensor], che
         the checkpoint keys the model does not use (reported as a warning by the caller).
     """
     own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith('num_batches_tracked')]
-    shapes = [f'{k}: checkpoint {list(state[k].shape)} vs model {list(v.shape)}'
-              for k, v in own.items() if k in state and state[k].shape != v.shape]
-    unexpected = [k for k in state if k not in own]
-    if missing or shapes:
+    fit = fit_state_dict(state, own)
+    if fit.missing or fit.mismatched:
         parts = []
-        if missing:
-            parts.append(f'{len(missing)} of the model\'s {len(own)} weights are missing from it '
-                         f'(e.g. {_examples(missing)})')
-        if shapes:
-            parts.append(f'{len(shapes)} have another shape (e.g. {_examples(shapes, 2)})')
-        if unexpected:
-            parts.append(f'{len(unexpected)} of its weights are unknown to the model (e.g. {_examples(unexpected)})')
+        if fit.missing:
+            parts.append(f'{len(fit.missing)} of the model\'s {len(own)} weights are missing from it '
+                         f'(e.g. {short_keys(fit.missing, 3)})')
+        if fit.mismatched:
+            parts.append(f'{len(fit.mismatched)} have another shape (e.g. {short_keys(fit.mismatched, 2)})')
+        if fit.unexpected:
+            parts.append(f'{len(fit.unexpected)} of its weights are unknown to the model '
+                         f'(e.g. {short_keys(fit.unexpected, 3)})')
         hint = ''
         own_parts = sorted({k.split('.')[0] for k in own})
         ckpt_parts = sorted({k.split('.')[0] for k in state})
         if own_parts != ckpt_parts:
             hint += (f' The checkpoint has the parts {", ".join(ckpt_parts)}; the model has '
                      f'{", ".join(own_parts)}.')
-        if missing and len(missing) == len([k for k in own if not k.endswith('num_batches_tracked')]):
+        if fit.none_present:
             hint += (' None of the weights match: is it a checkpoint of another kind of model (a detector for a '
                      'segmentation config, or a backbone-only pre-training checkpoint)?')
         raise CheckpointMismatchError(f'checkpoint {checkpoint!r} does not match config {config!r}: '
                                       + '; '.join(parts) + '.' + hint)
-    return unexpected
+    return fit.unexpected
 
 
 def _num_classes(model: torch.nn.Module, task: str) -> Optional[int]:
@@ -166,7 +146,7 @@ class Predictor:
         from mmengine.model.utils import revert_sync_batchnorm
         from mmengine.registry import init_default_scope
 
-        from swin_dense.engine.cli import merge_cfg_options, setup_scope
+        from swin_dense.cli import merge_cfg_options, setup_scope
 
         if not osp.isfile(config):
             raise PredictorError(f'config {config!r} not found')

@@ -1,13 +1,14 @@
 """Hugging Face transformers ``Swinv2*`` (``Swinv2Model``, ``Swinv2ForImageClassification``, ...).
 
-Keys have a ``swinv2.`` prefix (task models) or none (``Swinv2Model``, ``Swinv2Backbone``)::
+Keys have a ``swinv2.`` prefix (task models) or none (``Swinv2Model``, ``Swinv2Backbone``); both
+directions (:func:`from_official` writes the task models' form, ``swinv2.`` and ``classifier``)::
 
     embeddings.patch_embeddings.projection       -> patch_embed.proj
     embeddings.norm                              -> patch_embed.norm
     embeddings.mask_token                        -> mask_token (masked-image-modeling only, dropped)
     encoder.layers.{i}.blocks.{j}.
         layernorm_before                         -> norm1   (HF's name; it is the POST-attention norm)
-        attention.self.{query,key,value}.weight  -> attn.qkv.weight (3C, C), rows q, k, v
+        attention.self.{query,key,value}.weight  -> attn.qkv.weight (3C, C), rows q, k, v (split back: (C, C) each)
         attention.self.query.bias                -> attn.q_bias   (the key has no bias)
         attention.self.value.bias                -> attn.v_bias
         attention.self.logit_scale               -> attn.logit_scale
@@ -48,6 +49,25 @@ _RENAMES = (
     (r'^layernorm\.', 'norm.'),
     (r'^classifier\.', 'head.'),
 )
+# Official -> HF V2 names (the stacked qkv weight apart).
+_INVERSE_RENAMES = (
+    (r'^patch_embed\.proj\.', 'embeddings.patch_embeddings.projection.'),
+    (r'^patch_embed\.norm\.', 'embeddings.norm.'),
+    (r'^mask_token$', 'embeddings.mask_token'),
+    (r'^layers\.', 'encoder.layers.'),
+    (r'\.norm1\.', '.layernorm_before.'),
+    (r'\.norm2\.', '.layernorm_after.'),
+    (r'\.attn\.q_bias$', '.attention.self.query.bias'),
+    (r'\.attn\.v_bias$', '.attention.self.value.bias'),
+    (r'\.attn\.cpb_mlp\.', '.attention.self.continuous_position_bias_mlp.'),
+    (r'\.attn\.(logit_scale|relative_coords_table|relative_position_index)$', r'.attention.self.\1'),
+    (r'\.attn\.proj\.', '.attention.output.dense.'),
+    (r'\.mlp\.fc1\.', '.intermediate.dense.'),
+    (r'\.mlp\.fc2\.', '.output.dense.'),
+    (r'^norm\.', 'layernorm.'),
+    (r'^head\.', 'classifier.'),
+)
+_QKV = re.compile(r'^(.*)\.attn\.qkv\.weight$')
 
 
 def matches(state_dict: Dict[str, torch.Tensor]) -> bool:
@@ -62,6 +82,22 @@ def to_official(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         CheckpointError: a block with only some of its query/key/value weights.
     """
     return hf_to_official(state_dict, _PREFIX, stacked=('weight',))
+
+
+def from_official(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The inverse of :func:`to_official`: HF keys with the ``swinv2.`` prefix (the head as ``classifier``),
+    each block's ``qkv.weight`` (3C, C) split into query/key/value weights (C, C)."""
+    out: Dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        match = _QKV.match(key)
+        if match:
+            block = _PREFIX + _rename(match.group(1), _INVERSE_RENAMES)
+            for name, part in zip(('query', 'key', 'value'), value.chunk(3)):
+                out[f'{block}.attention.self.{name}.weight'] = part
+            continue
+        key = _rename(key, _INVERSE_RENAMES)
+        out[key if key.startswith('classifier.') else _PREFIX + key] = value
+    return out
 
 
 def hf_to_official(state_dict: Dict[str, torch.Tensor], prefix: str,
@@ -86,9 +122,9 @@ def hf_to_official(state_dict: Dict[str, torch.Tensor], prefix: str,
             key = key[len(prefix):]
         match = pattern.match(key)
         if match:
-            qkv.setdefault((_rename(match.group(1)), match.group(3)), {})[match.group(2)] = value
+            qkv.setdefault((_rename(match.group(1), _RENAMES), match.group(3)), {})[match.group(2)] = value
             continue
-        out[_rename(key)] = value
+        out[_rename(key, _RENAMES)] = value
     for (block, name), parts in qkv.items():
         if len(parts) != 3:
             raise CheckpointError(f'{block}: found only the {"/".join(sorted(parts))} {name}(s) of query/key/value; '
@@ -97,7 +133,7 @@ def hf_to_official(state_dict: Dict[str, torch.Tensor], prefix: str,
     return out
 
 
-def _rename(key: str) -> str:
-    for pattern, replacement in _RENAMES:
+def _rename(key: str, renames: Sequence[Tuple[str, str]]) -> str:
+    for pattern, replacement in renames:
         key = re.sub(pattern, replacement, key)
     return key

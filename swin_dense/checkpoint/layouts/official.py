@@ -17,5 +17,8 @@ def matches(state_dict: Dict[str, torch.Tensor]) -> bool:
 
 
 def to_official(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Identity (a shallow copy)."""
+    """Identity (a shallow copy): this is the reference scheme, in both directions."""
     return dict(state_dict)
+
+
+from_official = to_official

@@ -3,12 +3,13 @@
 Pre-training checkpoints wrap the official model as ``encoder.`` next to a ``decoder``; their CPB
 MLP is called ``rpe_mlp`` (also in SimMIM fine-tunes, without the prefix)::
 
-    encoder.{official key}        -> {official key}
-    *.attn.rpe_mlp.*              -> *.attn.cpb_mlp.*
-    encoder.mask_token, decoder.* -> kept under their names; dropped as pre-training only
+    encoder.{official key}        <-> {official key}
+    *.attn.rpe_mlp.*              <-> *.attn.cpb_mlp.*
+    encoder.mask_token, decoder.* <-> mask_token, decoder.* (pre-training only: dropped when converting)
 
-The coordinate tables these checkpoints store are checked against the released CPB formula when
-converting (``windows.pretrained_window_from_coords``), since the SimMIM-era code had a variant.
+:func:`from_official` writes the pre-training form (``encoder.`` prefix). The coordinate tables these
+checkpoints store are checked against the released CPB formula when converting
+(``windows.pretrained_window_from_coords``), since the SimMIM-era code had a variant.
 """
 from typing import Dict
 
@@ -32,3 +33,9 @@ def to_official(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
             key = key[len(_PREFIX):]
         out[key.replace('.attn.rpe_mlp.', '.attn.cpb_mlp.')] = value
     return out
+
+
+def from_official(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Prefix ``encoder.`` (the decoder keeps its name) and rename ``cpb_mlp`` to ``rpe_mlp``."""
+    return {(k if k.startswith('decoder.') else _PREFIX + k).replace('.attn.cpb_mlp.', '.attn.rpe_mlp.'): v
+            for k, v in state_dict.items()}

@@ -1,15 +1,18 @@
 """The architecture of a Swin V1 checkpoint, read off its tensors (official key scheme)."""
 from dataclasses import dataclass
-from typing import Any, Dict
+from typing import Any, Dict, Set, Tuple
 
 import torch
 
 from ...arch import arch_name
-from ..common import StemArch, read_stem
 from ..errors import CheckpointError
+from ..stem import StemArch, read_stem, scheme_keys
 from .resize import window_of_table
 
-_TABLE = 'layers.{}.blocks.{}.attn.relative_position_bias_table'
+TABLE = 'layers.{}.blocks.{}.attn.relative_position_bias_table'
+_BLOCK_KEYS = ('norm1.weight', 'norm1.bias', 'attn.relative_position_bias_table', 'attn.qkv.weight',
+               'attn.proj.weight', 'attn.proj.bias', 'norm2.weight', 'norm2.bias', 'mlp.fc1.weight', 'mlp.fc1.bias',
+               'mlp.fc2.weight', 'mlp.fc2.bias')
 
 
 @dataclass
@@ -40,6 +43,11 @@ class V1Arch(StemArch):
                 f'window_size={self.window_size}, patch_size={self.patch_size}, mlp_ratio={self.mlp_ratio:g}{extras}'
                 + (f' (Swin-{name[0].upper()})' if name else ''))
 
+    def official_keys(self) -> Tuple[Set[str], Set[str]]:
+        """(required, optional) official-scheme keys: every backbone weight and the final ``norm``; nothing optional."""
+        block_keys = _BLOCK_KEYS + (('attn.qkv.bias',) if self.qkv_bias else ())
+        return scheme_keys(self.depths, block_keys) | {'norm.weight', 'norm.bias'}, set()
+
 
 def infer_v1_arch(official: Dict[str, torch.Tensor]) -> V1Arch:
     """Read the architecture off a Swin V1 state dict in the official key scheme.
@@ -53,12 +61,12 @@ def infer_v1_arch(official: Dict[str, torch.Tensor]) -> V1Arch:
     stem = read_stem(official, 'Swin V1')
     heads, windows = [], {}
     for i, depth in enumerate(stem['depths']):
-        first = official.get(_TABLE.format(i, 0))
+        first = official.get(TABLE.format(i, 0))
         if first is None:
-            raise CheckpointError(f'{_TABLE.format(i, 0)} is missing: the checkpoint is incomplete')
+            raise CheckpointError(f'{TABLE.format(i, 0)} is missing: the checkpoint is incomplete')
         heads.append(first.shape[1])
         for j in range(depth):
-            key = _TABLE.format(i, j)
+            key = TABLE.format(i, j)
             if key in official:
                 windows[key] = window_of_table(official[key], key)
     if len(set(windows.values())) > 1:

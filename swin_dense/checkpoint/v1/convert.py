@@ -4,7 +4,7 @@
 
 1. a whole model (keys ``backbone.*``): keep the backbone, count everything else as dropped;
 2. detect the V1 layout and rename/merge to the official V1 key scheme (``v1/layouts/``);
-3. drop what is no backbone weight, counted per reason (``common.DROP_RULES``): window buffers
+3. drop what is no backbone weight, counted per reason (``conversion.DROP_RULES``): window buffers
    (``relative_position_index``, ``attn_mask``), classification head, masked-image-modeling tensors;
 4. optionally resize every ``relative_position_bias_table`` to another window (``resize.py``);
 5. read the architecture off the tensors and check the keys: one with no place in the backbone or a
@@ -17,65 +17,27 @@ through ``init_cfg=dict(type='Pretrained', checkpoint=...)``: ``{'state_dict': {
 tensor}, 'meta': {...}}`` (mmdet keeps only ``backbone.`` keys, mmseg takes both).
 """
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 import torch
 
-from ..common import coverage_line, drop_reason, resolve_layout, short, split_backbone
-from ..errors import CheckpointError
+from ..conversion import Conversion, check_keys, keep_backbone, split_backbone
+from ..detect import resolve_layout
 from ..read import write_checkpoint
-from .arch import V1Arch, infer_v1_arch
+from .arch import TABLE, infer_v1_arch
 from .detect import detect_v1_layout
 from .layouts import V1_LAYOUTS
-from .mmdet_layout import official_v1_keys, to_mmdet
+from .mmdet_layout import to_mmdet
 from .resize import resize_bias_table, window_of_table
 
 VERSION_LINE = 'version: Swin V1 (relative_position_bias_table, no cpb_mlp / logit_scale)'
 DESTINATION = "mmdet/mmseg SwinTransformer"
-
-
-@dataclass
-class V1Conversion:
-    """A Swin V1 state dict converted to the mmdet/mmseg layout, and what happened to every source tensor.
-
-    Attributes:
-        state_dict: mmdet/mmseg ``SwinTransformer`` keys (no ``backbone.`` prefix); loads strictly
-            into ``SwinTransformer(**arch.config(), out_indices=range(num_stages))``.
-        layout: the source layout (a key of ``V1_LAYOUTS``).
-        arch: the architecture, ``window_size`` after any resize.
-        num_source: tensors in the source state dict.
-        dropped: reason -> keys dropped for it (official names, or source names outside the backbone).
-        added: keys with no source (the output norms before the last), LayerNorm(1, 0).
-        trained_windows: the windows of the source's bias tables (one, unless it mixed windows).
-    """
-
-    state_dict: Dict[str, torch.Tensor]
-    layout: str
-    arch: V1Arch
-    num_source: int
-    dropped: Dict[str, List[str]] = field(default_factory=dict)
-    added: List[str] = field(default_factory=list)
-    trained_windows: List[int] = field(default_factory=list)
-
-    @property
-    def num_used(self) -> int:
-        """Source tensors that went into ``state_dict`` (HF's query/key/value weights and biases count as six)."""
-        return self.num_source - sum(len(keys) for keys in self.dropped.values())
-
-    @property
-    def resized(self) -> bool:
-        """Whether the bias tables were resized to another window."""
-        return self.trained_windows != [self.arch.window_size]
-
-    def coverage(self) -> str:
-        """One line: source tensors used / dropped and why."""
-        produced = f'{len(self.state_dict) - len(self.added)} {DESTINATION} tensors'
-        return coverage_line(self.num_source, self.dropped, produced)
+_UNSUPPORTED = 'a Swin V1 variant not converted here (absolute position embedding, another head or norm)'
 
 
 def convert_v1_state_dict(state_dict: Dict[str, torch.Tensor], layout: str = 'auto',
-                          window_size: Optional[int] = None) -> V1Conversion:
+                          window_size: Optional[int] = None) -> Conversion:
     """Convert a Swin V1 state dict of any known layout to the mmdet/mmseg ``SwinTransformer`` layout.
 
     Args:
@@ -84,6 +46,10 @@ def convert_v1_state_dict(state_dict: Dict[str, torch.Tensor], layout: str = 'au
         window_size: resize every ``relative_position_bias_table`` ((2W-1)^2, heads) to this window
             ((2*window_size-1)^2, heads), bicubic as mmdet/mmseg do; None keeps the trained window.
 
+    Returns:
+        the conversion: ``state_dict`` in mmdet's / mmseg's keys, ``added`` the output norms it has no
+        source for, ``trained_window`` each stage's window before any resize.
+
     Raises:
         CheckpointError: no V1 layout matches or the given one does not, tensors with no place in
             the backbone, missing ones, or bias tables of different windows without ``window_size``.
@@ -91,45 +57,24 @@ def convert_v1_state_dict(state_dict: Dict[str, torch.Tensor], layout: str = 'au
     """
     source, dropped = split_backbone(state_dict)
     layout = resolve_layout(source, layout, V1_LAYOUTS, detect_v1_layout, 'Swin V1')
-    official: Dict[str, torch.Tensor] = {}
-    for key, value in V1_LAYOUTS[layout].to_official(source).items():
-        reason = drop_reason(key)
-        if reason is None:
-            official[key] = value
-        else:
-            dropped.setdefault(reason, []).append(key)
-    trained = sorted({window_of_table(v, k) for k, v in official.items() if k.endswith('relative_position_bias_table')})
+    official = keep_backbone(V1_LAYOUTS[layout].to_official(source), dropped)
+    trained = {k: window_of_table(v, k) for k, v in official.items() if k.endswith('relative_position_bias_table')}
     if window_size is not None:
         if window_size < 1:
             raise ValueError(f'window_size must be a positive int, got {window_size}')
-        official = {k: resize_bias_table(v, window_size) if k.endswith('relative_position_bias_table') else v
-                    for k, v in official.items()}
+        official = {k: resize_bias_table(v, window_size) if k in trained else v for k, v in official.items()}
     arch = infer_v1_arch(official)
-    _check_keys(official, arch, layout)
+    check_keys(official, arch, layout, DESTINATION, _UNSUPPORTED)
     out, added = to_mmdet(official, arch)
-    return V1Conversion(out, layout, arch, len(state_dict), dropped, added, trained)
-
-
-def _check_keys(official: Dict[str, torch.Tensor], arch: V1Arch, layout: str) -> None:
-    expected = official_v1_keys(arch)
-    unknown = sorted(set(official) - expected)
-    if unknown:
-        raise CheckpointError(
-            f'{len(unknown)} tensor(s) of this {layout}-layout checkpoint have no place in {DESTINATION} '
-            f'({short(unknown)}): it is a Swin V1 variant not converted here (absolute position embedding, another '
-            'head or norm), or the wrong --src-format was given')
-    missing = sorted(expected - set(official))
-    if missing:
-        raise CheckpointError(
-            f'the {layout}-layout checkpoint lacks {len(missing)} tensor(s) that its architecture ({arch.describe()}) '
-            f'needs ({short(missing)}): it is incomplete or truncated; download or export it again')
+    return Conversion(out, layout, arch, DESTINATION, len(state_dict), dropped, added,
+                      trained_window=[trained[TABLE.format(i, 0)] for i in range(arch.num_stages)])
 
 
 @dataclass
 class V1ConvertResult:
     """What :func:`convert_v1_checkpoint` did: the conversion, the meta written and notes for the user."""
 
-    conversion: V1Conversion
+    conversion: Conversion
     meta: Dict[str, Any]
     notes: List[str]
 
@@ -172,11 +117,11 @@ def convert_v1_checkpoint(state_dict: Dict[str, torch.Tensor], src: str, dst: st
         raise ValueError(f'{dst!r}: mmdet/mmseg SwinTransformer reads its checkpoint with torch.load (mmengine '
                          'CheckpointLoader), which cannot read safetensors; write a .pth')
     conv = convert_v1_state_dict(state_dict, layout, window_size)
-    arch, trained, new = conv.arch, conv.trained_windows, conv.arch.window_size
+    trained, new = sorted(set(conv.trained_window)), conv.arch.window_size
     meta: Dict[str, Any] = dict(source=os.path.basename(os.path.normpath(src)), source_layout=conv.layout,
-                                version='v1', arch=arch.config(), added=list(conv.added),
+                                version='v1', arch=conv.arch.config(), added=list(conv.added),
                                 trained_window_size=trained[0] if len(trained) == 1 else trained)
-    if conv.resized:
+    if trained != [new]:
         old = ' and '.join(f'{w} ({(2 * w - 1) ** 2} rows)' for w in trained)
         notes = [f'resized every relative_position_bias_table from window {old} to window {new} '
                  f'({(2 * new - 1) ** 2} rows) by bicubic interpolation; mmdet/mmseg SwinTransformer would do the same '

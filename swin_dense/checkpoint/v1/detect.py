@@ -3,8 +3,9 @@ from typing import Dict
 
 import torch
 
-from ..common import key_sample, matching_layout
+from ..detect import matching_layout
 from ..errors import CheckpointError
+from ..keys import short_keys
 from .layouts import V1_LAYOUTS
 
 _OPENMMLAB_TABLE = '.attn.w_msa.relative_position_bias_table'
@@ -28,5 +29,5 @@ def detect_v1_layout(state_dict: Dict[str, torch.Tensor]) -> str:
             'is not converted here: convert the official, HF or timm release of the same weights instead')
     raise CheckpointError(
         f'this Swin V1 checkpoint is in no known V1 layout ({", ".join(V1_LAYOUTS)}); its first keys are: '
-        f'{key_sample(state_dict)}. '
+        f'{short_keys(list(state_dict), 5, empty="no keys at all")}. '
         'Convert a release in one of those layouts (official .pth, HF folder, timm file)')

@@ -18,7 +18,7 @@ go from official to unfold channel order (``checkpoint/merging.py``). The backbo
 norm ``norm{i}`` per out index; a classification checkpoint has only the final one.
 """
 import re
-from typing import Dict, List, Set, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 
@@ -33,28 +33,13 @@ _RENAMES = (
     (r'\.mlp\.fc2\.', '.ffn.layers.1.'),
 )
 _MERGING = re.compile(r'^layers\.\d+\.downsample\.(norm\.weight|norm\.bias|reduction\.weight)$')
-_BLOCK_KEYS = ('norm1.weight', 'norm1.bias', 'attn.relative_position_bias_table', 'attn.qkv.weight',
-               'attn.proj.weight', 'attn.proj.bias', 'norm2.weight', 'norm2.bias', 'mlp.fc1.weight', 'mlp.fc1.bias',
-               'mlp.fc2.weight', 'mlp.fc2.bias')
-
-
-def official_v1_keys(arch: V1Arch) -> Set[str]:
-    """Every backbone key of a Swin V1 of ``arch`` in the official scheme (what a source must provide)."""
-    keys = {f'patch_embed.{m}.{p}' for m in ('proj', 'norm') for p in ('weight', 'bias')}
-    keys.update(('norm.weight', 'norm.bias'))
-    block_keys = _BLOCK_KEYS + (('attn.qkv.bias',) if arch.qkv_bias else ())
-    for i, depth in enumerate(arch.depths):
-        keys.update(f'layers.{i}.blocks.{j}.{name}' for j in range(depth) for name in block_keys)
-        if i < arch.num_stages - 1:
-            keys.update(f'layers.{i}.downsample.{name}' for name in ('norm.weight', 'norm.bias', 'reduction.weight'))
-    return keys
 
 
 def to_mmdet(official: Dict[str, torch.Tensor], arch: V1Arch) -> Tuple[Dict[str, torch.Tensor], List[str]]:
     """Official V1 backbone keys -> mmdet/mmseg ``SwinTransformer`` keys, with all output norms.
 
     Args:
-        official: exactly :func:`official_v1_keys` of ``arch`` (heads and buffers dropped before).
+        official: exactly ``arch.official_keys()`` (heads and buffers dropped, keys checked before).
         arch: the architecture.
 
     Returns:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from swin_dense import SwinTransformerV2
-from swin_dense.checkpoint.load import CheckpointError
+from swin_dense.checkpoint import CheckpointError
 
 TINY = dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 2, 4, 8])
 
@@ -59,7 +59,7 @@ def test_timm_layout_loads_with_downsample_moved_back(tmp_path):
 
 def test_mismatched_architecture_lists_the_shapes(tmp_path):
     torch.save({'model': _official_state_dict()}, tmp_path / 'official.pth')
-    with pytest.raises(CheckpointError, match=r'layers\.0\.blocks\.0\.attn\.qkv\.weight: checkpoint \(48, 16\) vs model'):
+    with pytest.raises(CheckpointError, match=r'layers\.0\.blocks\.0\.attn\.qkv\.weight: checkpoint \[48, 16\] vs model'):
         _load_other = SwinTransformerV2(arch=dict(embed_dims=32, depths=[1, 1, 2, 1], num_heads=[1, 2, 4, 8]),
                                         init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'official.pth')))
         _load_other.init_weights()
