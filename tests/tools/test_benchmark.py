@@ -7,9 +7,11 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None for m in ('timm', 'mmpretrain')),
-    reason='the peers (timm, mmpretrain) are test extras: pip install -e .[tests]')
+pytestmark = [
+    pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ('timm', 'mmpretrain')),
+                       reason='the peers (timm, mmpretrain) are optional: pip install swin_dense[bench]'),
+    pytest.mark.e2e,  # subprocess runs of the tool; tests/benchmark tests its modules in-process
+]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(ROOT, 'tools', 'benchmark.py')
@@ -52,8 +54,11 @@ def test_outputs_agree_where_compared(report):
     assert {r['impl'] for r in compared} == {'timm', 'mmpretrain'}
     for r in compared:
         assert len(r['max_abs_diff']) == 4
+        # fp32 vs fp32 of another library on LayerNorm-ed outputs: both carry their kernels' rounding
+        # (tests/numerics.py); 1e-4 says 'the same model', a wrong mapping is O(0.1)
         assert max(r['max_abs_diff']) < 1e-4, r
         if r['grad_rel_diff'] is not None:
+            # relative difference of gradients summed over all tokens in two libraries' orders
             assert r['grad_rel_diff'] < 1e-3, r
     assert all(r['max_abs_diff'] is not None for r in _rows(report, size='128x128', status='ok')
                if r['impl'] != 'swin_dense')
@@ -64,6 +69,7 @@ def test_timm_is_timed_but_not_compared_where_its_masks_are_wrong(report):
         assert r['status'] == 'ok' and r['ms_per_image'] > 0
         assert r['max_abs_diff'] is None and r['compare'].startswith('not compared')
     for r in _rows(report, impl='mmpretrain', size='112x144'):
+        # as in test_outputs_agree_where_compared
         assert r['max_abs_diff'] is not None and max(r['max_abs_diff']) < 1e-4
 
 
@@ -85,6 +91,7 @@ def test_times_memory_and_ratios_are_positive(report):
         assert r['cache_mib'] is not None and 0 <= r['cache_mib'] <= r['peak_mem_mib']
         assert r['speedup_vs_peer'] > 0
         if r['impl'] == 'swin_dense':
+            # its own time over its own time: 1 up to float division
             assert r['speedup_vs_peer'] == pytest.approx(1.0)
 
 
@@ -113,6 +120,7 @@ def test_unfused_variant_runs_plain_linears_with_the_same_outputs(tmp_path):
     with open(out) as f:
         rows = {r['impl']: r for r in json.load(f)['rows']}
     assert rows['swin_dense']['status'] == rows['swin_dense_unfused']['status'] == 'ok'
+    # fused vs plain Linear: fp32 summation order only
     assert max(rows['swin_dense_unfused']['max_abs_diff']) < 1e-5
 
 
@@ -126,5 +134,6 @@ def test_time_parts_splits_a_forward_with_its_gflop():
                          'of which output projection', 'patch merging', 'everything else'}
     # 2 blocks per stage at 16/32/64/128 channels, 16x24 / 8x12 / 4x6 / 2x3 tokens: MLP 2 * 2 * 4C^2 per token.
     expected_mlp = sum(2 * 2 * 4 * (16 * 2 ** i) ** 2 * (384 >> 2 * i) * 2 for i in range(4)) / 1e9
+    # the table prints GFLOP with 3 decimals
     assert float(rows['MLP (fc1 + GELU, fc2)'][2]) == pytest.approx(expected_mlp, abs=1e-3)
     assert all(float(r[0]) >= 0 for r in rows.values())
