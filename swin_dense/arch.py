@@ -32,7 +32,7 @@ def per_stage(value: Union[int, Sequence[int]], num_stages: int, name: str) -> L
     if len(values) == 1:
         return values * num_stages
     if len(values) != num_stages:
-        raise ValueError(f'{name} needs one value or one per stage ({num_stages}), got {value!r}')
+        raise ValueError(f'{name} needs one value per stage ({num_stages}) or a single value, got {value!r}')
     return values
 
 

@@ -53,8 +53,12 @@ def _stat_problem(path: str) -> Optional[str]:
     return None
 
 
-def _has_end_marker(f: BinaryIO, image_format: Optional[str]) -> bool:
-    """True if the format's end marker is in the file's last bytes, or the format has none to check."""
+def has_end_marker(f: BinaryIO, image_format: Optional[str]) -> bool:
+    """True if the format's end marker is in the file's last bytes, or the format has none to check.
+
+    The one truncation rule of the package (datasets and inference inputs): a JPEG or PNG without
+    its marker there is truncated unless Pillow decodes it in full (padding after the marker).
+    """
     marker = _END_MARKERS.get(image_format or '')
     if marker is None:
         return True
@@ -68,7 +72,7 @@ def _open_problem(path: str, mode: str, label: bool) -> Tuple[Optional[str], Opt
     try:
         with open(path, 'rb') as f, Image.open(f) as img:
             width, height = img.size
-            if mode == 'decode' or not _has_end_marker(f, img.format):
+            if mode == 'decode' or not has_end_marker(f, img.format):
                 img.load()  # Pillow seeks to the image data itself
             bands, pixel_mode = len(img.getbands()), img.mode
             orientation = None if label else img.getexif().get(_EXIF_ORIENTATION)

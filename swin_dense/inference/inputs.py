@@ -24,6 +24,8 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..datasets.files import has_end_marker
+
 #: File name extensions searched in folders (case-insensitive).
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 _URL_RE = re.compile(r'^[a-zA-Z][a-zA-Z0-9+.-]*://')
@@ -136,13 +138,22 @@ def output_stems(images: Sequence[InputImage]) -> List[str]:
 
 
 # ------------------------------------------------------------------------------------------- decoding
-def _jpeg_truncated(data: bytes) -> bool:
-    """A JPEG without its end-of-image marker (cut off while written or copied).
+def _truncated(data: bytes) -> bool:
+    """A JPEG or PNG cut off while written or copied, by the dataset check's rule (``has_end_marker``).
 
     libjpeg decodes such files with a warning, filling the missing part with grey; they are
-    refused here instead. (Entropy-coded data cannot contain 0xFFD9, so its absence is decisive.)
+    refused here instead.
     """
-    return data[:3] == b'\xff\xd8\xff' and data.rfind(b'\xff\xd9') == -1
+    from PIL import Image
+    buffer = io.BytesIO(data)
+    with Image.open(buffer) as im:
+        if has_end_marker(buffer, im.format):
+            return False
+        try:
+            im.load()  # padding after the marker: Pillow decodes it in full
+        except Exception:  # noqa: BLE001  Pillow raises OSError ("image file is truncated") and others
+            return True
+    return False
 
 
 def image_size(data: bytes, name: str) -> Tuple[int, int, str]:
@@ -188,8 +199,9 @@ def decode_image(data: bytes, name: str, max_pixels: Optional[int] = None, color
         raise ImageError(name, 'too_many_pixels',
                          f'image is {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}',
                          status=413)
-    if _jpeg_truncated(data):
-        raise ImageError(name, 'truncated', 'JPEG data is truncated (no end-of-image marker)')
+    if _truncated(data):
+        raise ImageError(name, 'truncated', f'{fmt} data is truncated (no end-of-image marker, and it does not '
+                                            'decode in full)')
     import mmcv
     try:
         img = mmcv.imfrombytes(data, flag=color_type, backend=imdecode_backend)

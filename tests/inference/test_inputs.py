@@ -1,5 +1,6 @@
 """swin_dense.inference.inputs: finding INPUT's images, decoding and refusing bad image bytes."""
 import base64
+import io
 import os
 
 import cv2
@@ -89,12 +90,29 @@ def test_decode_matches_mmcv_load(tmp_path):
     assert image_size(_png(), 'x') == (60, 40, 'PNG')
 
 
+def _jpeg_with_comment(comment: bytes) -> bytes:
+    """A JPEG whose comment segment holds ``comment`` (bytes an end-of-image marker search can mistake)."""
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(
+        buffer, 'JPEG', comment=comment)
+    return buffer.getvalue()
+
+
+def test_padding_after_the_end_marker_is_accepted():
+    """The dataset check's rule (swin_dense.datasets.files.has_end_marker): a marker outside the last
+    1 KiB is fine when the image decodes in full."""
+    padded = _jpeg(80, 80) + b'\0' * 4096
+    assert decode_image(padded, 'padded.jpg').shape == (80, 80, 3)
+
+
 @pytest.mark.parametrize('data,reason', [
     (b'', 'empty'),
     (b'this is not an image at all' * 10, 'not_an_image'),
     (_jpeg(80, 80)[:len(_jpeg(80, 80)) * 2 // 3], 'truncated'),
-    (_png(80, 80)[:200], 'corrupt'),
-], ids=['zero_bytes', 'text', 'truncated_jpeg', 'truncated_png'])
+    (_png(80, 80)[:200], 'truncated'),
+    (_jpeg_with_comment(b'\xff\xd9')[:-200], 'truncated'),
+], ids=['zero_bytes', 'text', 'truncated_jpeg', 'truncated_png', 'truncated_jpeg_with_marker_bytes_inside'])
 def test_bad_bytes_are_refused_by_name(data, reason):
     with pytest.raises(ImageError) as info:
         decode_image(data, 'pics/bad.jpg')
