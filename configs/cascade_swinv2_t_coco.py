@@ -9,11 +9,11 @@ _base_ = [
     'mmdet::_base_/datasets/coco_instance.py',
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
+    './_base_/swin_dense_runtime.py',  # custom_imports of swin_dense and swin_dense.runtime; reliability_hooks
 ]
-custom_imports = dict(imports=['swin_dense'], allow_failed_imports=False)
 
 # Pretrained backbone (converted with tools/convert_checkpoint.py or the official .pth as is).
-# Override with `--cfg-options pretrained=PATH` (tools/train.py and tools/test.py propagate it) or
+# Override with `--cfg-options pretrained=PATH` (the tools propagate it) or
 # `--cfg-options model.backbone.init_cfg.checkpoint=PATH`. SwinV2-T has no public ImageNet-22K
 # checkpoint: this is the ImageNet-1K, 256 px, window-16 one (pretrained windows [16, 16, 16, 8]).
 pretrained = 'checkpoints/swinv2_tiny_patch4_window16_256.pth'
@@ -116,11 +116,9 @@ optim_wrapper = dict(
 
 # `--auto-scale-lr` rescales lr for other total batch sizes
 auto_scale_lr = dict(enable=False, base_batch_size=16)
-# Reliability (docs/training.md#reliability): checkpoints and last_checkpoint written atomically, outdated
-# checkpoints deleted only after the new one is complete; RNG states saved in checkpoints for an exact
-# --resume (a default hook, not a custom one: configs/memory/_memory_savers_.py, a second base of some
-# configs, defines custom_hooks, and mmengine refuses a key that two bases define).
+# Reliability (configs/_base_/swin_dense_runtime.py, docs/training.md#reliability): atomic checkpoints and
+# RNG states in them, with the COCO checkpoint policy: every epoch, the last 3 and the best box AP kept.
 default_hooks = dict(
-    checkpoint=dict(type='AtomicCheckpointHook', backend_args=dict(backend='atomic_local'),
-                    interval=1, max_keep_ckpts=3, save_best='coco/bbox_mAP', rule='greater'),
-    rng_state=dict(type='RNGStateHook'))
+    _base_.reliability_hooks,
+    checkpoint=dict(_base_.reliability_hooks.checkpoint, interval=1, max_keep_ckpts=3, save_best='coco/bbox_mAP',
+                    rule='greater'))

@@ -8,12 +8,12 @@ window-12 22K checkpoint add ``model.backbone.window_size=12 model.backbone.pret
 """
 _base_ = ['./upernet_swin_t_ade20k.py']
 
-checkpoint_file = 'checkpoints/swin_base_patch4_window7_224_22k_v1.pth'  # override model.backbone.init_cfg.checkpoint
+pretrained = 'checkpoints/swin_base_patch4_window7_224_22k_v1.pth'  # --cfg-options pretrained=PATH
 model = dict(
     backbone=dict(
         embed_dims=128,
         depths=[2, 2, 18, 2],
         num_heads=[4, 8, 16, 32],
-        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)),
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     decode_head=dict(in_channels=[128, 256, 512, 1024]),
     auxiliary_head=dict(in_channels=512))

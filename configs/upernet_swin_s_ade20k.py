@@ -6,6 +6,6 @@ Backbone: the public ImageNet-1K swin_small_patch4_window7_224.pth, converted by
 """
 _base_ = ['./upernet_swin_t_ade20k.py']
 
-checkpoint_file = 'checkpoints/swin_small_patch4_window7_224_v1.pth'  # override model.backbone.init_cfg.checkpoint
+pretrained = 'checkpoints/swin_small_patch4_window7_224_v1.pth'  # --cfg-options pretrained=PATH
 model = dict(
-    backbone=dict(depths=[2, 2, 18, 2], init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)))
+    backbone=dict(depths=[2, 2, 18, 2], init_cfg=dict(type='Pretrained', checkpoint=pretrained)))

@@ -6,11 +6,11 @@ Backbone: the public ImageNet-1K swin_tiny_patch4_window7_224.pth, window 7, con
 mmseg's key layout (mmseg's SwinTransformer loads it as it is; it has no ``convert_weights``)::
 
     python tools/convert_checkpoint.py swin_tiny_patch4_window7_224.pth checkpoints/swin_tiny_patch4_window7_224_v1.pth
-    python tools/train.py configs/upernet_swin_t_ade20k.py --cfg-options checkpoint_file=PATH
+    python tools/train.py configs/upernet_swin_t_ade20k.py --cfg-options pretrained=PATH
 """
 _base_ = ['./upernet_swinv2_t_ade20k.py']
 
-checkpoint_file = 'checkpoints/swin_tiny_patch4_window7_224_v1.pth'  # override model.backbone.init_cfg.checkpoint
+pretrained = 'checkpoints/swin_tiny_patch4_window7_224_v1.pth'  # --cfg-options pretrained=PATH
 model = dict(
     backbone=dict(
         _delete_=True,
@@ -25,7 +25,7 @@ model = dict(
         drop_path_rate=0.3,  # as the V2 parent
         out_indices=(0, 1, 2, 3),
         with_cp=False,
-        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)))
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
 
 # No weight decay on V1's position parameters, the counterparts of V2's cpb_mlp / logit_scale in the
 # parent's list (merged into it; they match no V2 parameter). The parent's 'norm' key covers V1's norms.

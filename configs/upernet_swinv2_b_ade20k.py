@@ -5,12 +5,12 @@ pretrained windows [12, 12, 12, 6]), fine-tuned with window 16.
 """
 _base_ = ['./upernet_swinv2_t_ade20k.py']
 
-checkpoint_file = 'checkpoints/swinv2_base_patch4_window12_192_22k.pth'  # override model.backbone.init_cfg.checkpoint
+pretrained = 'checkpoints/swinv2_base_patch4_window12_192_22k.pth'  # --cfg-options pretrained=PATH
 model = dict(
     backbone=dict(
         arch='base',
         window_size=16,
         pretrained_window_size=[12, 12, 12, 6],
-        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)),
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     decode_head=dict(in_channels=[128, 256, 512, 1024]),
     auxiliary_head=dict(in_channels=512))

@@ -8,7 +8,7 @@ Add ``model.backbone.with_cp=True`` where GPU memory is short.
 """
 _base_ = ['./upernet_swinv2_t_ade20k.py']
 
-checkpoint_file = 'checkpoints/swinv2_large_patch4_window12_192_22k.pth'  # override model.backbone.init_cfg.checkpoint
+pretrained = 'checkpoints/swinv2_large_patch4_window12_192_22k.pth'  # --cfg-options pretrained=PATH
 crop_size = (640, 640)
 model = dict(
     data_preprocessor=dict(size=crop_size),
@@ -16,7 +16,7 @@ model = dict(
         arch='large',
         window_size=20,
         pretrained_window_size=[12, 12, 12, 6],
-        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)),
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     decode_head=dict(in_channels=[192, 384, 768, 1536]),
     auxiliary_head=dict(in_channels=768),
     test_cfg=dict(crop_size=crop_size, stride=(426, 426)))

@@ -5,6 +5,6 @@ Backbone: the public ImageNet-1K swinv2_small_patch4_window16_256.pth (pretraine
 """
 _base_ = ['./upernet_swinv2_t_ade20k.py']
 
-checkpoint_file = 'checkpoints/swinv2_small_patch4_window16_256.pth'  # override model.backbone.init_cfg.checkpoint
+pretrained = 'checkpoints/swinv2_small_patch4_window16_256.pth'  # --cfg-options pretrained=PATH
 model = dict(
-    backbone=dict(arch='small', init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)))
+    backbone=dict(arch='small', init_cfg=dict(type='Pretrained', checkpoint=pretrained)))

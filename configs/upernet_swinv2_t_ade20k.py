@@ -10,9 +10,8 @@ Backbone: the public ImageNet-1K SwinV2-T checkpoint trained at 256 px with wind
 on 8x8 maps, so its position-bias MLP saw windows [16, 16, 16, 8]: that is pretrained_window_size.
 Fine-tuned with window 16 (512 / 4 = 128 tokens: 8x8 windows in stage 0, one window in stage 3).
 
-Point at the checkpoint with
-    --cfg-options model.backbone.init_cfg.checkpoint=/path/to/swinv2_tiny_patch4_window16_256.pth
-(the ``checkpoint_file`` variable below is only the default path).
+Point at the checkpoint with ``--cfg-options pretrained=/path/to/swinv2_tiny_patch4_window16_256.pth``
+(the tools propagate the variable into ``init_cfg``) or ``model.backbone.init_cfg.checkpoint=PATH``.
 
 Inference: whole image by default; ``--cfg-options model.test_cfg.mode=slide`` for sliding
 512x512 windows (stride 341); larger attention windows at test time with
@@ -24,10 +23,10 @@ _base_ = [
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
+    './_base_/swin_dense_runtime.py',  # custom_imports of swin_dense and swin_dense.runtime; reliability_hooks
 ]
-custom_imports = dict(imports=['swin_dense'], allow_failed_imports=False)
 
-checkpoint_file = 'checkpoints/swinv2_tiny_patch4_window16_256.pth'  # override model.backbone.init_cfg.checkpoint
+pretrained = 'checkpoints/swinv2_tiny_patch4_window16_256.pth'  # --cfg-options pretrained=PATH
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)
 model = dict(
@@ -41,7 +40,7 @@ model = dict(
         drop_path_rate=0.3,
         out_indices=(0, 1, 2, 3),
         with_cp=False,
-        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)),
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     decode_head=dict(in_channels=[96, 192, 384, 768], num_classes=150),
     auxiliary_head=dict(in_channels=384, num_classes=150),
     # 'whole' runs the full (resized) image at once; crop_size/stride are used by mode='slide'
@@ -72,10 +71,6 @@ val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
-# Reliability (docs/training.md#reliability): checkpoints and last_checkpoint written atomically, outdated
-# checkpoints deleted only after the new one is complete; RNG states saved in checkpoints for an exact
-# --resume (a default hook, not a custom one: configs/memory/_memory_savers_.py, a second base of some
-# configs, defines custom_hooks, and mmengine refuses a key that two bases define).
-default_hooks = dict(
-    checkpoint=dict(type='AtomicCheckpointHook', backend_args=dict(backend='atomic_local')),
-    rng_state=dict(type='RNGStateHook'))
+# Reliability (configs/_base_/swin_dense_runtime.py, docs/training.md#reliability): atomic checkpoints and
+# RNG states in them; the checkpoint interval is the 160k schedule's.
+default_hooks = _base_.reliability_hooks

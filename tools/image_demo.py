@@ -17,7 +17,8 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')  # mmen
 
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from swin_dense.engine.cli import merge_cfg_options, setup_scope  # noqa: E402
+from swin_dense.cli import merge_cfg_options, setup_scope  # noqa: E402
+from swin_dense.engine import safe_load  # noqa: E402
 
 
 def parse_args():
@@ -64,6 +65,7 @@ def _demo_seg(cfg, args):
 
 def main():
     args = parse_args()
+    safe_load.install()  # mmdet's / mmseg's init_* read the checkpoint with torch.load(weights_only=True)
     cfg = Config.fromfile(args.config)
     merge_cfg_options(cfg, args.cfg_options)
     task = setup_scope(cfg)

@@ -45,7 +45,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from swin_dense.engine import safe_load
     from swin_dense.inference import BatchError, ImageError, InputError, PredictorError, run_batch
+    safe_load.install()  # the checkpoint is read with torch.load(weights_only=True): allow mmengine's types
     try:
         summary = run_batch(args.config, args.checkpoint, args.input, args.out, batch_size=args.batch_size,
                             device=args.device, score_thr=args.score_thr, vis=not args.no_vis,

@@ -11,7 +11,9 @@
 #      the installed torch needs (C++17 up to torch 2.13, C++20 from 2.14) and CUDA ops where CUDA is
 #      present. The wheel is cached under $SWIN_DENSE_CACHE keyed by mmcv, torch and CUDA version.
 #   4. mmengine 0.10.7, mmdet 3.3.0, mmsegmentation 1.2.2 (+ ftfy, regex it imports), pycocotools, opencv.
-#   5. this package in editable mode with its test extras (pytest, timm, transformers 4.38.2, mmpretrain).
+#   5. this package in editable mode with its extras (pyproject.toml): tests (pytest and what the tests
+#      compare against), serve (fastapi, uvicorn: tools/serve.py) and bench (timm, mmpretrain,
+#      transformers 4.38.2, matplotlib: tools/benchmark.py).
 set -euo pipefail
 
 PY=${PYTHON:-python}
@@ -77,14 +79,15 @@ PYEOF
   "${PIP[@]}" "$WHEEL_DIR"/mmcv-2.1.0-*.whl
 fi
 
-step "OpenMMLab stack and this package with test extras"
+step "OpenMMLab stack and this package with its tests, serve and bench extras"
 "${PIP[@]}" -r "$ROOT/requirements.txt"
-"${PIP[@]}" -e "$ROOT[tests]"
+"${PIP[@]}" -e "$ROOT[tests,serve,bench]"
 
 step "checking the install"
 "$PY" - <<'PYEOF'
 from importlib.metadata import version
-import setuptools, torch, mmcv, mmcv.ops, mmdet, mmseg, mmseg.utils, swin_dense  # noqa: F401
+import setuptools, torch, mmcv, mmcv.ops, mmdet, mmseg, mmseg.utils, swin_dense, swin_dense.runtime  # noqa: F401
+import fastapi, uvicorn, timm, mmpretrain, matplotlib  # noqa: F401  the serve and bench extras
 major = int(setuptools.__version__.split('.')[0])
 assert 77 <= major < 81, f'setuptools {setuptools.__version__} is outside >=77,<81'
 print('[install] ok: torch', torch.__version__, '| mmcv', mmcv.__version__, '| mmdet', mmdet.__version__,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Generate the bundled synthetic sample datasets (deterministic, a few seconds).
+"""Generate the bundled synthetic sample datasets (deterministic: the same seed gives the same files).
 
     python tools/make_sample_data.py [--out data/sample] [--task coco|ade|all] [--seed 0]
 

@@ -50,10 +50,13 @@ def main(argv=None) -> int:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as e:
-        print(f'error: tools/serve.py needs fastapi and uvicorn ({e}); pip install fastapi uvicorn', file=sys.stderr)
+        print(f"error: tools/serve.py needs fastapi and uvicorn ({e}): pip install -e '.[serve]' in the checkout "
+              "(tools/install.sh installs them)", file=sys.stderr)
         return 2
+    from swin_dense.engine import safe_load
     from swin_dense.inference import PredictorError
     from swin_dense.inference.server import ServerSettings, serve
+    safe_load.install()  # the checkpoint is read with torch.load(weights_only=True): allow mmengine's types
     settings = ServerSettings(max_batch=args.max_batch, max_images=args.max_images,
                               max_body_bytes=int(args.max_body_mb * (1 << 20)), max_pixels=args.max_pixels,
                               max_queue=args.max_queue, batch_wait_ms=args.batch_wait_ms, score_thr=args.score_thr,

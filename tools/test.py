@@ -8,7 +8,8 @@
 Detection configs log the full COCO tables (box AP and mask AP); segmentation configs the
 config's evaluator (mIoU, ...). The test set is checked first (swin_dense.datasets; see
 docs/datasets.md, "Checking a dataset"). The checkpoint is read with ``torch.load(weights_only=True)``;
-``import swin_dense`` allows the types mmengine checkpoints contain (swin_dense/engine/safe_load.py).
+``swin_dense.runtime`` (imported here) allows the types mmengine checkpoints contain
+(swin_dense/engine/safe_load.py) and registers the hooks the configs name.
 Distributed: tools/dist_test.sh CONFIG CHECKPOINT GPUS [...].
 """
 import argparse
@@ -28,8 +29,9 @@ from mmengine.logging import print_log  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+import swin_dense.runtime  # noqa: E402,F401  hooks, optimizer wrappers, 'atomic_local', checkpoint allowlist
+from swin_dense.cli import merge_cfg_options, setup_distributed, setup_scope  # noqa: E402
 from swin_dense.datasets import MODES, DatasetError, validate_config  # noqa: E402
-from swin_dense.engine.cli import merge_cfg_options, setup_distributed, setup_scope  # noqa: E402
 
 
 def parse_args():

@@ -25,8 +25,9 @@ from mmengine.logging import print_log  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+import swin_dense.runtime  # noqa: E402,F401  hooks, optimizer wrappers, 'atomic_local', checkpoint allowlist
+from swin_dense.cli import enable_amp, merge_cfg_options, setup_distributed, setup_scope  # noqa: E402
 from swin_dense.datasets import MODES, DatasetError, validate_config  # noqa: E402
-from swin_dense.engine.cli import enable_amp, merge_cfg_options, setup_distributed, setup_scope  # noqa: E402
 
 
 def parse_args():

@@ -12,6 +12,8 @@
 _base_ = '../cascade_swinv2_t_coco.py'
 
 data_root = 'data/sample/coco/'
+# CLASSES and PALETTE of swin_dense/sample_data/coco.py, which writes the data (a config is plain data:
+# tests/configs/test_det_configs.py checks that the two agree)
 metainfo = dict(classes=('rectangle', 'ellipse', 'triangle'),
                 palette=[(220, 40, 40), (60, 200, 60), (30, 90, 220)])
 num_classes = 3

@@ -3,8 +3,11 @@
 For runs not started through ``tools/train.py`` / ``tools/test.py`` (which check up front by
 default), a config opts in with::
 
-    custom_imports = dict(imports=['swin_dense'], allow_failed_imports=False)
+    custom_imports = dict(imports=['swin_dense', 'swin_dense.runtime'], allow_failed_imports=False)
     custom_hooks = [dict(type='ValidateDatasetHook')]              # or mode='exists' on huge sets
+
+(``swin_dense.runtime``, which this package's configs import, registers the hook; importing
+``swin_dense.datasets`` does too.)
 
 The hook checks the datasets the Runner built (no second build): the training and validation sets
 in ``before_train`` (after the model and checkpoint are loaded, before iteration 1), the test set

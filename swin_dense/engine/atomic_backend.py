@@ -12,9 +12,10 @@ hidden, and not ending in ``.pth``, so nothing that looks for checkpoints can ta
 temporary file left by a killed writer is removed by :func:`remove_partial_files` (called by
 :class:`~swin_dense.engine.atomic_checkpoint_hook.AtomicCheckpointHook` when training starts).
 
-Importing this module registers :class:`AtomicLocalBackend` with mmengine as ``'atomic_local'``;
-select it with ``backend_args=dict(backend='atomic_local')`` wherever mmengine takes
-``backend_args`` (the checkpoint hook passes them to ``Runner.save_checkpoint``).
+Importing this module (:mod:`swin_dense.runtime` does, for every config of this package) registers
+:class:`AtomicLocalBackend` with mmengine as ``'atomic_local'``; select it with
+``backend_args=dict(backend='atomic_local')`` wherever mmengine takes ``backend_args`` (the
+checkpoint hook passes them to ``Runner.save_checkpoint``).
 """
 import os
 import os.path as osp

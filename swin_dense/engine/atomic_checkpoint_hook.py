@@ -17,8 +17,13 @@ It also removes, when training starts, the temporary ``.partial`` files that a w
 middle of :func:`~swin_dense.engine.atomic_backend.atomic_write` left in the checkpoint directory.
 
 Use it as ``default_hooks.checkpoint = dict(type='AtomicCheckpointHook', backend_args=dict(
-backend='atomic_local'), ...)`` (the V2 base configs do); every other argument is
-``CheckpointHook``'s.
+backend='atomic_local'), ...)`` (``configs/_base_/swin_dense_runtime.py`` holds that block for every
+config); every other argument is ``CheckpointHook``'s.
+
+mmengine has no public extension point for the order of these steps, so the hook overrides the
+private method. It is guarded (:mod:`swin_dense.engine.upstream`): building the hook under another
+mmengine than the one the method was read from raises, and ``tests/engine/test_upstream.py`` fails
+when the source of the overridden method or of its callers changes.
 """
 import os.path as osp
 
@@ -28,11 +33,21 @@ from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 
 from .atomic_backend import atomic_write, remove_partial_files
+from .upstream import check_mmengine
 
 
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
-    """``CheckpointHook`` that saves first, then updates ``last_checkpoint`` atomically, then prunes."""
+    """``CheckpointHook`` that saves first, then updates ``last_checkpoint`` atomically, then prunes.
+
+    Raises:
+        RuntimeError: when built under an mmengine other than
+            :data:`~swin_dense.engine.upstream.VERIFIED_MMENGINE`.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        check_mmengine('AtomicCheckpointHook')
+        super().__init__(*args, **kwargs)
 
     def before_train(self, runner) -> None:
         """Set up as ``CheckpointHook`` does, then delete partial files left by a killed writer."""

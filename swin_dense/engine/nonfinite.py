@@ -98,7 +98,7 @@ class NanGuard:
             self._consecutive_skips = 0
 
     def _gradients_finite(self) -> bool:
-        """Whether every gradient is finite: the max-norm (no overflow, NaN propagates) in one fused pass."""
+        """Whether every gradient is finite: their max-norm (no overflow, NaN propagates) is."""
         grads = [p.grad for group in self.optimizer.param_groups for p in group['params'] if p.grad is not None]
         if not grads:
             return True

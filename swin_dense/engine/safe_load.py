@@ -27,12 +27,20 @@ restored by its own ``__setstate__``, numpy arrays from raw bytes). Everything e
 classes, functions, ``eval``-like reducers, ``getattr`` on anything but ``HistoryBuffer`` - is
 still refused.
 
-:func:`install` runs on ``import swin_dense`` (through :mod:`swin_dense.engine`), which every
-config's ``custom_imports`` and every tool triggers, in each (distributed) process.
+Two ways to use it, both explicit (importing this module changes nothing):
+
+* :func:`install` adds the allowlist to torch for the whole process. mmengine's Runner calls
+  ``torch.load`` itself (``--resume``, ``load_from``), so runs need it: :mod:`swin_dense.runtime`
+  calls it, and that module is in every config's ``custom_imports`` and imported by the tools, in
+  each (distributed) process. It is the one place the allowlist is installed.
+* :func:`load` reads one file with the allowlist in force for that call only (``tools/publish_model.py``
+  and other readers of this package's checkpoints that run no Runner).
 """
 import collections
+import contextlib
+import os
 import pickle
-from typing import Any, List, Tuple, Union
+from typing import IO, Any, Iterator, List, Tuple, Union
 
 import numpy as np
 import torch
@@ -85,7 +93,7 @@ def safe_globals() -> List[Union[Any, Tuple[Any, str]]]:
 
 
 def install() -> None:
-    """Register :func:`safe_globals` with torch (idempotent)."""
+    """Register :func:`safe_globals` with torch for the rest of the process (idempotent)."""
     global _installed
     if _installed:
         return
@@ -93,6 +101,28 @@ def install() -> None:
     _installed = True
 
 
-install()
+@contextlib.contextmanager
+def allowed() -> Iterator[None]:
+    """Within the block, ``torch.load(weights_only=True)`` also reads :func:`safe_globals`.
 
-__all__ = ['history_buffer_method', 'install', 'safe_globals']
+    The entries of the allowlist that torch does not hold yet are added for the block and removed
+    afterwards (entries already allowed, e.g. after :func:`install`, stay). Anything else in a file
+    is refused as by ``torch.load``: ``pickle.UnpicklingError``. torch keeps the allowlist in one
+    process-wide set, so do not use this from several threads while other threads load files that
+    need other additions.
+    """
+    present = torch.serialization.get_safe_globals()
+    with torch.serialization.safe_globals([entry for entry in safe_globals() if entry not in present]):
+        yield
+
+
+def load(f: Union[str, os.PathLike, IO[bytes]], map_location: Any = 'cpu') -> Any:
+    """``torch.load(f, weights_only=True)`` with :func:`safe_globals` allowed for this call only (:func:`allowed`).
+
+    Reads an mmengine checkpoint of this package without :func:`install`.
+    """
+    with allowed():
+        return torch.load(f, map_location=map_location, weights_only=True)
+
+
+__all__ = ['allowed', 'history_buffer_method', 'install', 'load', 'safe_globals']

@@ -16,8 +16,15 @@ After the first iteration each rank also logs the share of the parameters it upd
 of optimizer state it holds (rank 0 on the console; every rank in its own log file with
 ``log_level='DEBUG'``). Without a ZeroRedundancyOptimizer, or outside a distributed run, the hook
 does nothing.
+
+mmengine has no public extension point for "every rank takes part in saving", so the hook gives the
+runner instance its own ``save_checkpoint`` (the class's method runs unchanged on rank 0). What
+that relies on in mmengine is listed and guarded in :mod:`swin_dense.engine.upstream`: the hook
+refuses to switch on under another mmengine than the one it was checked against, and
+``tests/engine/test_upstream.py`` fails when the source of those methods changes.
 """
 import inspect
+from types import MethodType
 from typing import List
 
 import torch
@@ -26,6 +33,8 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 from mmengine.runner import Runner
+
+from .upstream import check_mmengine
 
 try:
     from torch.distributed.optim import ZeroRedundancyOptimizer
@@ -69,13 +78,14 @@ class ZeroOptimizerHook(Hook):
             raise TypeError(f'ZeroOptimizerHook works with mmengine.runner.Runner; {type(runner).__name__} has its own '
                             'save_checkpoint. Remove the hook from custom_hooks (FlexibleRunner strategies save '
                             'sharded optimizers themselves).')
-        master_save = Runner.save_checkpoint.__wrapped__  # the method under @master_only
-        signature = inspect.signature(master_save)
+        check_mmengine('ZeroOptimizerHook')
+        save_on_rank0 = MethodType(Runner.save_checkpoint, runner)  # the class's @master_only method: rank 0 only
+        signature = inspect.signature(save_on_rank0)
 
         def save_checkpoint(*args, **kwargs):
             if is_main_process():
-                return master_save(runner, *args, **kwargs)
-            bound = signature.bind(runner, *args, **kwargs)
+                return save_on_rank0(*args, **kwargs)
+            bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             if bound.arguments['save_optimizer']:
                 runner.optim_wrapper.state_dict()  # this rank's part of the gather; rank 0 writes

@@ -173,9 +173,4 @@ def make_coco_sample(out_dir: str, seed: int = 0, num_train: int = 240, num_val:
                 val=_write_split(out_dir, 'val', num_val, VAL_ID_OFFSET, val_rng, **kwargs))
 
 
-def coco_sample_metainfo() -> Dict:
-    """``metainfo`` for mmdet's CocoDataset on the sample."""
-    return dict(classes=CLASSES, palette=PALETTE)
-
-
-__all__ = ['CLASSES', 'PALETTE', 'make_coco_sample', 'coco_sample_metainfo']
+__all__ = ['CLASSES', 'PALETTE', 'make_coco_sample']

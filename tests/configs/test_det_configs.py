@@ -14,7 +14,7 @@ from mmengine.model import revert_sync_batchnorm  # noqa: E402
 from mmengine.optim import build_optim_wrapper  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
-from swin_dense.engine.cli import merge_cfg_options  # noqa: E402
+from swin_dense.cli import merge_cfg_options  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COCO_CONFIGS = {os.path.basename(p).split('_')[2]: p
@@ -55,7 +55,7 @@ def test_all_sizes_present():
 @pytest.mark.parametrize('size', ['t', 's', 'b', 'l'])
 def test_recipe(size):
     cfg = _cfg(COCO_CONFIGS[size])
-    assert cfg.custom_imports == dict(imports=['swin_dense'], allow_failed_imports=False)
+    assert cfg.custom_imports == dict(imports=['swin_dense', 'swin_dense.runtime'], allow_failed_imports=False)
     assert cfg.default_scope == 'mmdet'
     bb = cfg.model.backbone
     arch, dims, window, pwindow, dpr, with_cp = EXPECTED[size]

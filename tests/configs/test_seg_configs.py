@@ -177,7 +177,7 @@ def test_recipe_schedule_and_inheritance():
     assert t.train_cfg.max_iters == 160000
     assert t.train_dataloader.batch_size == 2  # x 8 GPUs = 16
     assert t.train_dataloader.dataset.data_root == 'data/ade/ADEChallengeData2016'
-    assert t.custom_imports.imports == ['swin_dense']
+    assert t.custom_imports.imports == ['swin_dense', 'swin_dense.runtime']
     for size in 'sbl':
         cfg = _cfg(ADE_CONFIGS[size])
         assert cfg.optim_wrapper == t.optim_wrapper
@@ -228,7 +228,7 @@ def test_window_override_keeps_checkpoint_compatible(path):
 
 def test_layer_decay_can_be_enabled_from_the_command_line():
     pytest.importorskip('swin_dense.engine.layer_decay')
-    import swin_dense.engine  # noqa: F401  registers SwinV2LayerDecayOptimizerConstructor
+    import swin_dense  # noqa: F401  registers SwinV2LayerDecayOptimizerConstructor
     cfg, model = _model(SAMPLE_CONFIG)
     cfg = _cfg(SAMPLE_CONFIG, **{'optim_wrapper.constructor': 'SwinV2LayerDecayOptimizerConstructor',
                                  'optim_wrapper.paramwise_cfg.decay_rate': 0.9})

@@ -1,6 +1,6 @@
 """Swin V1 baseline configs: each loads and builds its model with mmdet's / mmseg's own V1
 ``SwinTransformer`` of the expected size, differs from its SwinV2 counterpart only in the backbone
-(plus the pretrained-path variable and the V1 names of the no-weight-decay keys), keeps the layer-decay
+(plus the pretrained path and the V1 names of the no-weight-decay keys), keeps the layer-decay
 and no-decay recipe on V1 parameter names, and the V1 detection sample trains and tests through
 tools/train.py and tools/test.py."""
 import json
@@ -18,7 +18,7 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from swin_dense.engine.cli import merge_cfg_options, setup_scope
+from swin_dense.cli import merge_cfg_options, setup_scope
 
 CONFIGS = os.path.join(ROOT, 'configs')
 # no-weight-decay keys a V1 config adds to its V2 parent's list: V1's counterparts of cpb_mlp / logit_scale
@@ -51,13 +51,13 @@ PAIRS = [
          Arch(128, SMALL, HEADS_128, 7, 0.3)),
     Pair('sample/cascade_swin_t_sample.py', 'sample/cascade_swinv2_t_sample.py', 'mmdet', 'pretrained',
          Arch(32, (1, 1, 2, 1), (1, 2, 4, 8), 8, 0.0)),
-    Pair('upernet_swin_t_ade20k.py', 'upernet_swinv2_t_ade20k.py', 'mmseg', 'checkpoint_file',
+    Pair('upernet_swin_t_ade20k.py', 'upernet_swinv2_t_ade20k.py', 'mmseg', 'pretrained',
          Arch(96, TINY, HEADS_96, 7, 0.3)),
-    Pair('upernet_swin_s_ade20k.py', 'upernet_swinv2_s_ade20k.py', 'mmseg', 'checkpoint_file',
+    Pair('upernet_swin_s_ade20k.py', 'upernet_swinv2_s_ade20k.py', 'mmseg', 'pretrained',
          Arch(96, SMALL, HEADS_96, 7, 0.3)),
-    Pair('upernet_swin_b_ade20k.py', 'upernet_swinv2_b_ade20k.py', 'mmseg', 'checkpoint_file',
+    Pair('upernet_swin_b_ade20k.py', 'upernet_swinv2_b_ade20k.py', 'mmseg', 'pretrained',
          Arch(128, SMALL, HEADS_128, 7, 0.3)),
-    Pair('sample/upernet_swin_t_sample.py', 'sample/upernet_swinv2_t_sample.py', 'mmseg', 'checkpoint_file',
+    Pair('sample/upernet_swin_t_sample.py', 'sample/upernet_swinv2_t_sample.py', 'mmseg', 'pretrained',
          Arch(32, (2, 2, 2, 2), (1, 2, 4, 8), 8, 0.1)),
 ]
 SAMPLES = {'sample/cascade_swin_t_sample.py', 'sample/upernet_swin_t_sample.py'}
@@ -147,7 +147,7 @@ def test_v1_differs_from_its_v2_counterpart_only_in_the_backbone(pair):
 
 @pytest.mark.parametrize('pair', [p for p in PAIRS if p.v1 not in SAMPLES], ids=_id)
 def test_pretrained_variable_propagates(pair):
-    """`--cfg-options pretrained=...` (checkpoint_file=... for mmseg) works as for the V2 configs."""
+    """`--cfg-options pretrained=...` works as for the V2 configs (detection and segmentation alike)."""
     pytest.importorskip(pair.scope)
     cfg = _cfg(pair.v1, **{pair.path_var: '/ckpts/converted_v1.pth'})
     assert cfg.model.backbone.init_cfg.checkpoint == '/ckpts/converted_v1.pth'
@@ -195,6 +195,7 @@ def test_v1_segmentation_sample_forward_odd_size():
     assert logits.shape == (1, 5, 72, 88) and torch.isfinite(logits).all()
 
 
+@pytest.mark.e2e
 def test_v1_detection_sample_trains_and_tests_through_the_tools(coco_sample, tmp_path):
     """tools/train.py (4 iterations on 16 images) then tools/test.py (8 images) on the V1 sample config: the
     V1 backbone goes through the layer-decay constructor, training, checkpointing and COCO evaluation."""

@@ -28,7 +28,7 @@ from mmengine.logging import MMLogger  # noqa: E402
 from mmengine.registry import DATASETS, HOOKS, MODELS, DefaultScope  # noqa: E402
 
 from swin_dense.datasets import DatasetError, ValidateDatasetHook, validate_config, validate_dataset  # noqa: E402
-from swin_dense.engine.cli import merge_cfg_options, setup_scope  # noqa: E402
+from swin_dense.cli import merge_cfg_options, setup_scope  # noqa: E402
 from swin_dense.sample_data.coco import CLASSES, make_coco_sample  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -413,6 +413,7 @@ def _logs(work_dir):
     return text
 
 
+@pytest.mark.e2e
 def test_train_tool_fails_up_front_on_a_missing_image(coco, tmp_path):
     path = first_image(coco)
     os.remove(path)
@@ -426,6 +427,7 @@ def test_train_tool_fails_up_front_on_a_missing_image(coco, tmp_path):
     assert not os.path.exists(work_dir)  # the Runner was never built: no log, no checkpoint
 
 
+@pytest.mark.e2e
 def test_skip_data_check_and_the_hook_stop_before_iteration_one(coco, tmp_path):
     """--skip-data-check: the Runner is built; a config's ValidateDatasetHook still stops the run before iteration 1."""
     config = tmp_path / 'with_hook.py'

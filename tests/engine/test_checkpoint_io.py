@@ -27,7 +27,7 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import find_latest_checkpoint
 from torch import nn
 
-import swin_dense  # noqa: F401  registers the backend, the hooks and the optimizer wrappers
+import swin_dense.runtime  # noqa: F401  registers the backend, the hooks and the optimizer wrappers
 from swin_dense.engine import atomic_backend
 from swin_dense.engine.atomic_backend import AtomicLocalBackend, atomic_write, remove_partial_files
 

@@ -144,8 +144,8 @@ def _losses(text):
 
 def _load(path):
     import torch
-    import swin_dense  # noqa: F401  allows mmengine's checkpoint types under weights_only=True
-    return torch.load(path, map_location='cpu', weights_only=True)
+    from swin_dense.engine.safe_load import load
+    return load(path)  # torch.load(weights_only=True) with mmengine's checkpoint types allowed
 
 
 def _weights(work_dir, it=ITERS):
@@ -192,6 +192,7 @@ def zero_resumed(zero_run, ade_sample_root, tmp_path_factory):
 
 
 # ----------------------------------------------------------------------------- 2 processes vs 1
+@pytest.mark.e2e
 def test_two_processes_match_one_process_with_twice_the_batch(single_run, ddp_run):
     log = ddp_run['log']
     assert 'initialised torch.distributed with gloo' in log
@@ -202,6 +203,7 @@ def test_two_processes_match_one_process_with_twice_the_batch(single_run, ddp_ru
     assert max_abs <= WEIGHT_ATOL and rel_l2 <= WEIGHT_RTOL_L2, (max_abs, rel_l2)
 
 
+@pytest.mark.e2e
 def test_two_processes_loss_is_the_mean_of_the_ranks(single_run, ddp_run):
     """Each rank logs the loss of its own half of the batch; their mean is the 1-process loss."""
     single = _losses(_rank_logs(single_run['work_dir'])[0])
@@ -219,6 +221,7 @@ def test_two_processes_loss_is_the_mean_of_the_ranks(single_run, ddp_run):
 
 
 # ------------------------------------------------------------------------------ memory savers
+@pytest.mark.e2e
 def test_zero_training_matches_ddp(ddp_run, zero_run):
     log = zero_run['log']
     assert 'ZeroRedundancyOptimizer' in log and 'ZeroOptimizerHook' in log
@@ -243,6 +246,7 @@ def _shards(work_dir):
     return shards
 
 
+@pytest.mark.e2e
 def test_zero_shards_the_optimizer_state(zero_run):
     """Each rank updates, and keeps AdamW state for, about half of the parameters."""
     shards = _shards(zero_run['work_dir'])
@@ -255,6 +259,7 @@ def test_zero_shards_the_optimizer_state(zero_run):
         assert state_bytes == 2 * 4 * local  # exp_avg + exp_avg_sq in fp32, for this rank's parameters only
 
 
+@pytest.mark.e2e
 def test_zero_checkpoint_holds_the_full_optimizer_state(zero_run):
     checkpoint = _load(os.path.join(zero_run['work_dir'], f'iter_{ITERS}.pth'))
     optimizer, weights = checkpoint['optimizer'], checkpoint['state_dict']
@@ -270,6 +275,7 @@ def test_zero_checkpoint_holds_the_full_optimizer_state(zero_run):
     assert sum(weights[n].numel() for n in names) == _shards(zero_run['work_dir'])[0][1]
 
 
+@pytest.mark.e2e
 def test_zero_resume_continues_exactly(zero_run, zero_resumed):
     log = zero_resumed['log']
     assert f'resumed epoch: 0, iter: {SAVE_AT}' in log
@@ -305,8 +311,9 @@ def test_memory_configs_change_only_the_memory_settings(path):
     assert _without(optimizer, 'type', 'optimizer_type') == _without(base.optim_wrapper.optimizer, 'type')
     assert _without(cfg.optim_wrapper, 'optimizer') == _without(base.optim_wrapper, 'optimizer')
     assert cfg.model.backbone.with_cp is True and cfg.model.backbone.attn_chunk_size == 32
-    assert _without(cfg.model.backbone, 'with_cp', 'attn_chunk_size') == \
-        _without(base.model.backbone, 'with_cp', 'attn_chunk_size')
+    assert cfg.model.backbone.mlp_chunk_size == 32
+    assert _without(cfg.model.backbone, 'with_cp', 'attn_chunk_size', 'mlp_chunk_size') == \
+        _without(base.model.backbone, 'with_cp', 'attn_chunk_size', 'mlp_chunk_size')
     assert _without(cfg.model, 'backbone') == _without(base.model, 'backbone')
     assert [h.type for h in cfg.custom_hooks] == ['ZeroOptimizerHook']
     for key in ('train_dataloader', 'param_scheduler', 'train_cfg', 'default_hooks'):
@@ -320,7 +327,8 @@ def test_memory_settings_are_shared():
     def settings(path):
         cfg = Config.fromfile(path)
         return (cfg.optim_wrapper.optimizer.type, cfg.optim_wrapper.optimizer.optimizer_type,
-                cfg.model.backbone.with_cp, cfg.model.backbone.attn_chunk_size, [h.type for h in cfg.custom_hooks])
+                cfg.model.backbone.with_cp, cfg.model.backbone.attn_chunk_size, cfg.model.backbone.mlp_chunk_size,
+                [h.type for h in cfg.custom_hooks])
 
     assert [os.path.basename(p) for p in MEMORY_CONFIGS] == ['cascade_swinv2_l_coco_zero.py',
                                                                'upernet_swinv2_l_ade20k_zero.py']
@@ -375,6 +383,7 @@ def test_slurm_train_starts_train_py_with_the_slurm_launcher(tmp_path):
                        '--cfg-options', 'a=1']
 
 
+@pytest.mark.e2e
 def test_zero_config_without_a_launcher_says_how_to_start_it():
     """ZeroRedundancyOptimizer needs a process group: tools/train.py says so before anything is built."""
     config = os.path.join(ROOT, 'configs', 'sample', 'upernet_swinv2_t_sample_zero.py')

@@ -18,8 +18,8 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 from torch import nn
 
-import swin_dense  # noqa: F401
-from swin_dense.engine.cli import enable_amp
+import swin_dense.runtime  # noqa: F401  registers the optimizer wrappers, the hooks and the backend
+from swin_dense.cli import enable_amp
 from swin_dense.engine.nonfinite import SKIPS_KEY, NanGuardAmpOptimWrapper, NanGuardOptimWrapper, NonFiniteLossError
 from test_checkpoint_io import toy_runner
 

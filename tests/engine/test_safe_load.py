@@ -1,5 +1,6 @@
 """swin_dense.engine.safe_load: mmengine checkpoints load with torch.load(weights_only=True) still on,
-and nothing beyond the allowlist is let through."""
+and nothing beyond the allowlist is let through; swin_dense.runtime installs it, once, and ``load``
+reads one file with it without installing it."""
 import collections
 import os
 import pickle
@@ -11,7 +12,7 @@ import pytest
 import torch
 from mmengine.logging import HistoryBuffer
 
-import swin_dense  # noqa: F401  installs the allowlist
+import swin_dense.runtime  # noqa: F401  installs the allowlist
 from swin_dense.engine.safe_load import history_buffer_method, safe_globals
 
 
@@ -99,6 +100,7 @@ def test_getattr_stand_in_allows_only_history_buffer_statistics(tmp_path):
         torch.load(path, map_location='cpu')
 
 
+@pytest.mark.e2e
 def test_real_training_checkpoint(det_train_run):
     """The checkpoint tools/train.py wrote: every global in it is allowlisted, and loading it needs the allowlist."""
     ckpt_path = det_train_run['checkpoint']
@@ -107,7 +109,7 @@ def test_real_training_checkpoint(det_train_run):
     ckpt = torch.load(ckpt_path, map_location='cpu')
     assert {'meta', 'state_dict', 'message_hub', 'optimizer', 'param_schedulers'} <= set(ckpt)
     assert any(isinstance(v, HistoryBuffer) for v in ckpt['message_hub']['log_scalars'].values())
-    # without `import swin_dense` torch refuses the same file (so the allowlist is what makes it load)
+    # without `import swin_dense.runtime` torch refuses the same file (so the allowlist is what makes it load)
     code = ('import pickle, sys, torch\n'
             'try:\n'
             f'    torch.load({str(ckpt_path)!r}, map_location="cpu", weights_only=True)\n'
@@ -116,3 +118,57 @@ def test_real_training_checkpoint(det_train_run):
             'sys.exit(3)\n')
     proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and 'REFUSED' in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_load_refuses_the_rest_and_leaves_the_allowlist_as_it_was(tmp_path):
+    """safe_load.load: the same allowlist for one call; entries already installed stay installed."""
+    from swin_dense.engine.safe_load import load
+    before = sorted(map(repr, torch.serialization.get_safe_globals()))
+    good = tmp_path / 'ckpt.pth'
+    torch.save(_mmengine_like_checkpoint(), good)
+    assert load(good)['message_hub']['log_scalars']['train/loss'].current() == 3
+    for i, payload in enumerate([NotAllowed(), CallsOnLoad()]):
+        bad = tmp_path / f'bad{i}.pth'
+        torch.save({'state_dict': {'w': torch.ones(1)}, 'extra': payload}, bad)
+        with pytest.raises(pickle.UnpicklingError):
+            load(bad)
+    assert sorted(map(repr, torch.serialization.get_safe_globals())) == before
+
+
+def test_load_needs_no_install(tmp_path):
+    """In a process that never installed the allowlist, load() reads the checkpoint and takes its additions back."""
+    path = tmp_path / 'ckpt.pth'
+    torch.save(_mmengine_like_checkpoint(), path)
+    code = (
+        'import pickle, torch\n'
+        'from swin_dense.engine.safe_load import load, safe_globals\n'
+        'def ours():  # the entries of our allowlist that torch holds (torch adds its own, e.g. DTensor)\n'
+        '    return [e for e in safe_globals() if e in torch.serialization.get_safe_globals()]\n'
+        'assert ours() == [], "import swin_dense installed the allowlist"\n'
+        f'ckpt = load({str(path)!r})\n'
+        'assert ckpt["message_hub"]["log_scalars"]["train/loss"].current() == 3\n'
+        'assert ours() == [], "load() left its additions installed"\n'
+        'try:\n'
+        f'    torch.load({str(path)!r}, weights_only=True)\n'
+        'except pickle.UnpicklingError:\n'
+        '    print("REFUSED WITHOUT load()")\n')
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get('PYTHONPATH', ''), PYTHONWARNINGS='ignore')
+    proc = subprocess.run([sys.executable, '-c', code], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and 'REFUSED WITHOUT load()' in proc.stdout, proc.stdout + proc.stderr[-3000:]
+
+
+def test_the_allowlist_is_installed_in_one_place():
+    """swin_dense.runtime calls safe_load.install(); no other module of the package installs anything."""
+    import re
+    package = os.path.dirname(os.path.abspath(swin_dense.__file__))
+    callers = []
+    for folder, _, files in os.walk(package):
+        for name in files:
+            if name.endswith('.py'):
+                path = os.path.join(folder, name)
+                with open(path, encoding='utf-8') as f:
+                    text = f.read()
+                if re.search(r'add_safe_globals\(|install_safe_load\(|safe_load\.install\(|^install\(\)', text, re.M):
+                    callers.append(os.path.relpath(path, package))
+    assert sorted(callers) == ['engine/safe_load.py', 'runtime.py'], callers

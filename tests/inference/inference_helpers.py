@@ -49,7 +49,7 @@ def random_checkpoint(task: str, folder: str) -> str:
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
-    from swin_dense.engine.cli import setup_scope
+    from swin_dense.cli import setup_scope
     cfg = Config.fromfile(DET_CONFIG if task == 'det' else SEG_CONFIG)
     setup_scope(cfg)
     init_default_scope(cfg.default_scope)

@@ -1,4 +1,8 @@
-"""custom_imports=['swin_dense'] makes the backbone usable in mmdet and mmseg configs this project did not write."""
+"""custom_imports=['swin_dense'] makes the backbone usable in mmdet and mmseg configs this project did not write,
+and changes nothing else: the runtime pieces are switched on by importing swin_dense.runtime."""
+import os
+import subprocess
+import sys
 import textwrap
 
 import torch
@@ -67,3 +71,51 @@ def test_mmseg_upernet_loss_step(tmp_path):
     assert torch.isfinite(total)
     total.backward()
     assert model.backbone.patch_embed.proj.weight.grad is not None
+
+
+# Run in a fresh interpreter: this test process has long imported swin_dense.runtime.
+IMPORT_EFFECTS = textwrap.dedent("""
+    import torch
+    from mmengine.fileio.backends import backends
+    from mmengine.registry import HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS
+
+    RUNTIME_HOOKS = ('AtomicCheckpointHook', 'RNGStateHook', 'ZeroOptimizerHook', 'ValidateDatasetHook')
+    RUNTIME_WRAPPERS = ('NanGuardOptimWrapper', 'NanGuardAmpOptimWrapper')
+
+    def allowlisted():
+        # names of the allowlist's entries torch holds (torch adds its own entries, e.g. DTensor's, as it goes)
+        entries = [e[1] if isinstance(e, tuple) else getattr(e, '__qualname__', '') for e in
+                   torch.serialization.get_safe_globals()]
+        return sorted(n for n in entries if n in ('HistoryBuffer', 'Counter', 'builtins.getattr'))
+
+    def state():
+        return dict(model='SwinTransformerV2' in MODELS.module_dict,
+                    constructor='SwinV2LayerDecayOptimizerConstructor' in OPTIM_WRAPPER_CONSTRUCTORS.module_dict,
+                    hooks=sorted(h for h in RUNTIME_HOOKS if h in HOOKS.module_dict),
+                    wrappers=sorted(w for w in RUNTIME_WRAPPERS if w in OPTIM_WRAPPERS.module_dict),
+                    backend='atomic_local' in backends, allowlist=allowlisted())
+
+    before = state()
+    import swin_dense
+    plain = state()
+    import swin_dense.runtime
+    from swin_dense.engine.safe_load import safe_globals
+    runtime = state()
+    print('BEFORE', before)
+    print('PLAIN', plain)
+    print('RUNTIME', runtime)
+    assert before == dict(model=False, constructor=False, hooks=[], wrappers=[], backend=False, allowlist=[]), before
+    assert plain == dict(before, model=True, constructor=True), plain
+    assert runtime == dict(model=True, constructor=True, hooks=sorted(RUNTIME_HOOKS), wrappers=sorted(RUNTIME_WRAPPERS),
+                           backend=True, allowlist=['Counter', 'HistoryBuffer', 'builtins.getattr']), runtime
+    assert all(e in torch.serialization.get_safe_globals() for e in safe_globals())
+    print('OK')
+""")
+
+
+def test_import_registers_the_model_and_the_constructor_only():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get('PYTHONPATH', ''), PYTHONWARNINGS='ignore')
+    proc = subprocess.run([sys.executable, '-c', IMPORT_EFFECTS], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and 'OK' in proc.stdout, proc.stdout + proc.stderr[-3000:]

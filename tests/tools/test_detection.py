@@ -1,7 +1,7 @@
 """The detection workflow end to end on the synthetic COCO sample, as subprocesses of the real tools:
 sample generation, tools/train.py, tools/test.py (weights_only loading, metrics JSON, dumps, drawings),
---resume, learning (AP gain over the untrained model), a 2-process CPU (gloo) dist_train.sh run and
-tools/image_demo.py."""
+--resume, learning (AP gain over the untrained model), a 2-process CPU (gloo) dist_train.sh run,
+tools/image_demo.py and tools/publish_model.py."""
 import filecmp
 import json
 import os
@@ -53,6 +53,7 @@ def test_sample_annotations_are_exact(coco_sample):
             assert os.path.isfile(os.path.join(coco_sample, f'{split}2017', im['file_name']))
 
 
+@pytest.mark.e2e
 def test_make_sample_data_tool_is_deterministic(coco_sample, tmp_path):
     run_tool(_py('make_sample_data.py', '--out', tmp_path, '--task', 'coco'), timeout=120)
     out = tmp_path / 'coco'
@@ -64,6 +65,7 @@ def test_make_sample_data_tool_is_deterministic(coco_sample, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- train / test
+@pytest.mark.e2e
 def test_train_writes_checkpoints_and_validates(det_train_run):
     assert os.path.isfile(det_train_run['checkpoint'])
     with open(os.path.join(det_train_run['work_dir'], 'last_checkpoint')) as f:
@@ -84,6 +86,7 @@ def det_test_run(det_train_run, tmp_path_factory):
     return dict(out=out, metrics=metrics, log=proc.stdout + proc.stderr)
 
 
+@pytest.mark.e2e
 def test_test_py_loads_checkpoint_and_writes_metrics(det_test_run):
     metrics, log = det_test_run['metrics'], det_test_run['log']
     for kind in ('bbox', 'segm'):
@@ -96,6 +99,7 @@ def test_test_py_loads_checkpoint_and_writes_metrics(det_test_run):
     assert 'Load checkpoint from' in log
 
 
+@pytest.mark.e2e
 def test_test_py_dumps_predictions_and_drawings(det_test_run):
     with open(det_test_run['out'] / 'results.pkl', 'rb') as f:
         results = pickle.load(f)  # noqa: S301  our own file
@@ -107,11 +111,12 @@ def test_test_py_dumps_predictions_and_drawings(det_test_run):
     assert len(drawn) == 48
 
 
+@pytest.mark.e2e
 def test_training_improves_box_ap(det_train_run, det_test_run, tmp_path):
     """Learning, not just running: the trained model beats the untrained one by a clear margin."""
     from mmengine.config import Config
     from mmengine.runner import Runner
-    from swin_dense.engine.cli import merge_cfg_options, setup_scope
+    from swin_dense.cli import merge_cfg_options, setup_scope
     cfg = Config.fromfile(DET_SAMPLE_CONFIG)
     merge_cfg_options(cfg, {'data_root': det_train_run['data_root']})
     setup_scope(cfg)
@@ -125,6 +130,7 @@ def test_training_improves_box_ap(det_train_run, det_test_run, tmp_path):
     assert trained >= untrained + MIN_AP_GAIN, (untrained, trained)
 
 
+@pytest.mark.e2e
 def test_resume_continues_from_checkpoint(det_train_run, tmp_path):
     epochs = det_train_run['epochs']
     proc = run_tool(_py('train.py', DET_SAMPLE_CONFIG, '--work-dir', tmp_path, '--resume', det_train_run['checkpoint'],
@@ -137,6 +143,7 @@ def test_resume_continues_from_checkpoint(det_train_run, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ distributed
+@pytest.mark.e2e
 def test_dist_train_two_cpu_processes(coco_sample, tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, PORT=str(29500 + os.getpid() % 1000), OMP_NUM_THREADS='1',
                PYTHONWARNINGS='ignore', CUDA_VISIBLE_DEVICES='')
@@ -153,6 +160,7 @@ def test_dist_train_two_cpu_processes(coco_sample, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ demo
+@pytest.mark.e2e
 def test_image_demo_draws_boxes_and_masks(det_train_run, tmp_path):
     import cv2
     img = os.path.join(det_train_run['data_root'], 'val2017', '000000100001.jpg')
@@ -165,3 +173,56 @@ def test_image_demo_draws_boxes_and_masks(det_train_run, tmp_path):
     original = cv2.imread(img)
     assert drawn is not None and drawn.shape == original.shape
     assert np.abs(drawn.astype(int) - original.astype(int)).mean() > 0.5  # boxes and masks were drawn
+
+
+# ---------------------------------------------------------------------------------------------- publish
+@pytest.mark.e2e
+def test_publish_model_strips_the_training_state_and_loads_without_swin_dense(det_train_run, tmp_path):
+    """tools/publish_model.py reads the training checkpoint (which plain torch refuses: HistoryBuffer), keeps meta
+    and state_dict, and writes OUT-<sha256[:8]>.pth that a process without swin_dense loads with weights_only."""
+    import hashlib
+    import torch
+    proc = run_tool(_py('publish_model.py', det_train_run['checkpoint'], tmp_path / 'cascade_sample.pth'), timeout=300)
+    published = re.search(r'published (\S+)', proc.stdout).group(1)
+    assert re.fullmatch(re.escape(str(tmp_path / 'cascade_sample')) + r'-[0-9a-f]{8}\.pth', published), published
+    with open(published, 'rb') as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    assert published.endswith(f'-{digest[:8]}.pth')
+    assert os.listdir(tmp_path) == [os.path.basename(published)]  # no temporary file left
+    for key in ('optimizer', 'param_schedulers', 'message_hub'):
+        assert f"dropped '{key}'" in proc.stdout
+    # a fresh interpreter with torch only (as mmdet's init_detector under torch >= 2.6): weights_only loads it
+    code = ('import torch\n'
+            f'ckpt = torch.load({published!r}, map_location="cpu", weights_only=True)\n'
+            'print(sorted(ckpt), len(ckpt["state_dict"]), ckpt["meta"]["epoch"])\n')
+    fresh = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert fresh.stdout.split()[:2] == ["['meta',", "'state_dict']"]
+    ckpt = torch.load(published, map_location='cpu', weights_only=True)
+    from swin_dense.engine.safe_load import load
+    original = load(det_train_run['checkpoint'])
+    assert ckpt['state_dict'].keys() == original['state_dict'].keys()
+    assert all(torch.equal(v, original['state_dict'][k]) for k, v in ckpt['state_dict'].items())
+    assert ckpt['meta']['dataset_meta']['classes'] == original['meta']['dataset_meta']['classes']
+
+
+def test_publish_model_refuses_other_pickled_objects(tmp_path, capsys):
+    """Never unsafe loading: a checkpoint with a Python object outside the allowlist is refused, nothing written."""
+    import importlib.util
+    import torch
+    spec = importlib.util.spec_from_file_location('publish_model', os.path.join(TOOLS, 'publish_model.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    bad = tmp_path / 'bad.pth'
+    torch.save({'state_dict': {'w': torch.ones(1)}, 'meta': {}, 'payload': _CallsOnLoad()}, bad)
+    assert tool.main([str(bad), str(tmp_path / 'out.pth')]) == 2
+    err = capsys.readouterr().err
+    assert 'cannot publish' in err and 'Weights only load failed' in err, err
+    assert os.listdir(tmp_path) == ['bad.pth']
+
+
+class _CallsOnLoad:
+    """Pickles as a call to os.getcwd (harmless if it ran, but it must not run)."""
+
+    def __reduce__(self):
+        return (os.getcwd, ())

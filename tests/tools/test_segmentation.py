@@ -14,6 +14,8 @@ import sys
 import pytest
 import torch
 
+pytestmark = pytest.mark.e2e
+
 pytest.importorskip('mmseg')
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

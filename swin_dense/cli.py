@@ -1,7 +1,10 @@
-"""Helpers shared by ``tools/train.py``, ``tools/test.py`` and ``tools/image_demo.py``.
+"""Config plumbing of the command-line tools: scope, ``--cfg-options``, CPU distributed runs, ``--amp``.
 
-The tools are task-agnostic: a config's ``default_scope`` ('mmdet' or 'mmseg') decides which
-OpenMMLab package registers its modules, and everything else goes through mmengine's Runner.
+Used by ``tools/train.py``, ``tools/test.py``, ``tools/image_demo.py`` and, through
+:mod:`swin_dense.inference`, by ``tools/infer.py`` and ``tools/serve.py``. It sits above the runtime
+package (:mod:`swin_dense.engine`), which does not import it. The tools are task-agnostic: a
+config's ``default_scope`` ('mmdet' or 'mmseg') decides which OpenMMLab package registers its
+modules, and everything else goes through mmengine's Runner.
 """
 import os
 from typing import Any, Dict, Optional
@@ -30,7 +33,7 @@ def setup_scope(cfg: Config) -> str:
     Returns:
         the task, 'det' or 'seg'.
     """
-    import swin_dense  # noqa: F401  registers the backbone, the optimizer constructor, safe loading
+    import swin_dense  # noqa: F401  registers the backbone and the optimizer constructor
     task = detect_task(cfg)
     if task == 'seg':
         from mmseg.utils import register_all_modules
@@ -61,6 +64,10 @@ def _replace_strings(node: Any, old: str, new: str) -> Any:
     return node
 
 
+#: former names of top-level path variables -> their name now (configs before the rename keep theirs)
+RENAMED_VARIABLES = {'checkpoint_file': 'pretrained'}
+
+
 def merge_cfg_options(cfg: Config, cfg_options: Optional[Dict]) -> None:
     """``cfg.merge_from_dict(cfg_options)``, plus propagation of top-level path variables.
 
@@ -68,10 +75,18 @@ def merge_cfg_options(cfg: Config, cfg_options: Optional[Dict]) -> None:
     file, so ``--cfg-options pretrained=X`` alone would only change the unused top-level key.
     Here, for every overridden top-level string variable, the strings that were derived from its
     old value are rewritten too: values equal to it, and, for a directory ending in '/', values
-    starting with it (``data_root + 'annotations/...'``).
+    starting with it (``data_root + 'annotations/...'``). A variable's former name
+    (:data:`RENAMED_VARIABLES`: ``checkpoint_file``, the segmentation configs' name for
+    ``pretrained``) stands for the new one in configs that only have the new one.
     """
     if not cfg_options:
         return
+    cfg_options = dict(cfg_options)
+    for old_name, new_name in RENAMED_VARIABLES.items():
+        if old_name in cfg_options and old_name not in cfg and new_name in cfg and new_name not in cfg_options:
+            cfg_options[new_name] = cfg_options.pop(old_name)
+            print_log(f'--cfg-options {old_name}=...: the variable is called {new_name} now; setting {new_name}',
+                      logger='current')
     olds = {k: cfg.get(k) for k in cfg_options if '.' not in k and isinstance(cfg.get(k), str) and cfg.get(k)}
     cfg.merge_from_dict(cfg_options)
     for key, old in olds.items():
