@@ -10,6 +10,25 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    # pytest.ini runs two workers (pytest-xdist) on the suite's 2-core machines: one intra-op thread
+    # each, as the tools' subprocesses get (tool_env), instead of two threads per worker fighting.
+    torch.set_num_threads(1)
+
+
+#: Session fixtures that are expensive to make (a training run): every test that uses one runs on the same worker.
+SHARED_RUNS = ('det_train_run',)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """With ``--dist loadgroup`` (pytest.ini), each test file runs on one worker, so its module fixtures
+    (a training run, a server) are made once, and the users of a :data:`SHARED_RUNS` fixture share one."""
+    for item in items:
+        shared = [name for name in SHARED_RUNS if name in item.fixturenames]
+        group = shared[0] if shared else os.path.relpath(str(item.path), ROOT)
+        item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture(scope='session')
 def repo_root():
@@ -93,3 +112,27 @@ def saved_bytes(fn: Callable[[], Any]) -> Tuple[Any, int]:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         result = fn()
     return result, total
+
+
+@pytest.fixture(autouse=True)
+def _numerics_margins(request):
+    """Hand each test's worst tests/numerics.py errors to the report, which xdist sends to the main process."""
+    from numerics import WORST
+    WORST.clear()
+    yield
+    request.node.user_properties.extend(('numerics', (check, *worst)) for check, worst in WORST.items())
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The worst relative errors of tests/numerics.py's checks in this run, against their bounds."""
+    from numerics import F64_RTOL, FP32_RTOL
+    bounds = {'float64 same math': F64_RTOL, 'fp32 vs float64 reference': FP32_RTOL}
+    worst = {}
+    reports = [r for group in terminalreporter.stats.values() for r in group]  # the teardown reports carry them
+    for report in reports:
+        for key, (check, relative, what) in getattr(report, 'user_properties', None) or []:
+            if key == 'numerics' and relative > worst.get(check, (-1.0, ''))[0]:
+                worst[check] = (relative, what)
+    for check, (relative, what) in sorted(worst.items()):
+        terminalreporter.write_line(f'numerics ({torch.backends.cpu.get_cpu_capability()} kernels): worst {check} '
+                                    f'error {relative:.3g} of max |reference| (bound {bounds[check]:g}) in {what}')

@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 pytest.importorskip('mmdet')
 pytest.importorskip('mmseg')
 
@@ -157,6 +159,7 @@ def test_det_ap_equals_test_py(det_infer, det_test_py, det_data, tmp_path):
     box = _coco_eval(ann_file, results, 'bbox')
     segm = _coco_eval(ann_file, results, 'segm')
     metrics = det_test_py['metrics']
+    # tools/test.py logs AP rounded to 3 decimals (mmdet's CocoMetric), so equal APs differ by up to 5e-4
     assert abs(box[0] - metrics['coco/bbox_mAP']) <= 1e-3, (box[0], metrics)
     assert abs(box[1] - metrics['coco/bbox_mAP_50']) <= 1e-3
     assert abs(segm[0] - metrics['coco/segm_mAP']) <= 1e-3, (segm[0], metrics)
@@ -168,6 +171,7 @@ def test_det_ap_equals_test_py(det_infer, det_test_py, det_data, tmp_path):
         their_ap = _coco_eval(pseudo, theirs, iou_type)[0]
         if iou_type == 'bbox':  # (the untrained mask head's masks are mostly empty: low mask AP)
             assert 0.05 < their_ap < 0.95, their_ap
+        # both from pycocotools on the same predictions; 1e-3 covers the JSON round trip of scores and boxes
         assert abs(mine_ap - their_ap) <= 1e-3, (iou_type, mine_ap, their_ap)
 
 
@@ -182,7 +186,9 @@ def test_det_predictions_equal_test_py(det_infer, det_test_py):
         pred = res['pred_instances']
         mine = by_id[res['img_id']]
         assert len(mine) == len(pred['scores'])
+        # the same model and pipeline in two processes: scores agree to fp32 rounding of values <= 1
         np.testing.assert_allclose([r['score'] for r in mine], pred['scores'].numpy(), rtol=0, atol=1e-6)
+        # results.json stores xywh (x2 - x1 in fp64 of fp32 corners): back to xyxy within 1e-3 px, far below 1 px
         xyxy = np.array([[x, y, x + w, y + h] for x, y, w, h in (r['bbox'] for r in mine)])
         np.testing.assert_allclose(xyxy, pred['bboxes'].numpy(), rtol=0, atol=1e-3)
         assert [r['category_id'] for r in mine] == [int(v) + 1 for v in pred['labels']]
