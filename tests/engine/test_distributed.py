@@ -42,7 +42,7 @@ PER_RANK = 2      # images per process in the 2-process runs; the 1-process run 
 #   2 processes x 2 images vs 1 x 4 (order of the sums: one batch of 4, or two of 2 and DDP's
 #     all-reduce mean): max |dw| 1.2e-7, ||dw|| / ||w|| 5.2e-8, last loss 2.4e-9 relative
 #     (a variant with 4 vs 8 images, no layer decay, 10 steps: 4.3e-6, 1.1e-6, 1.1e-7);
-#   sequential attention (attn_chunk_size=32: q/k/v, attention and MLP in chunks, so other matmul
+#   sequential mode (attn_chunk_size=32 and mlp_chunk_size=32: q/k/v, attention and MLP in chunks, other matmul
 #     shapes) vs none, everything else equal: max |dw| 1.9e-5, ||dw|| / ||w|| 2.4e-6.
 # One real difference is far larger: per-process BatchNorm instead of GroupNorm gives max |dw|
 # 1.9e-3, ||dw|| / ||w|| 3.7e-3 and a loss difference of 2.4e-4 (10 steps). The bounds sit 5x above
