@@ -19,42 +19,5 @@ it is imported; :mod:`swin_dense.runtime` imports them all for a run:
 * :mod:`.upstream`: the mmengine internals that ``AtomicCheckpointHook`` and ``ZeroOptimizerHook``
   rely on, and the version guard on them.
 
-The names below are importable from this package as before (``from swin_dense.engine import
-RNGStateHook``); each is imported from its module on first use.
+Import what you need from its module (``from swin_dense.engine.rng_state import RNGStateHook``).
 """
-import importlib
-from typing import Any, List
-
-#: exported name -> (module, name in that module)
-_EXPORTS = {
-    'AtomicCheckpointHook': ('atomic_checkpoint_hook', 'AtomicCheckpointHook'),
-    'AtomicLocalBackend': ('atomic_backend', 'AtomicLocalBackend'),
-    'atomic_write': ('atomic_backend', 'atomic_write'),
-    'remove_partial_files': ('atomic_backend', 'remove_partial_files'),
-    'NanGuardAmpOptimWrapper': ('nonfinite', 'NanGuardAmpOptimWrapper'),
-    'NanGuardOptimWrapper': ('nonfinite', 'NanGuardOptimWrapper'),
-    'NonFiniteLossError': ('nonfinite', 'NonFiniteLossError'),
-    'RNGStateHook': ('rng_state', 'RNGStateHook'),
-    'get_rng_state': ('rng_state', 'get_rng_state'),
-    'set_rng_state': ('rng_state', 'set_rng_state'),
-    'SwinV2LayerDecayOptimizerConstructor': ('layer_decay', 'SwinV2LayerDecayOptimizerConstructor'),
-    'install_safe_load': ('safe_load', 'install'),
-    'safe_globals': ('safe_load', 'safe_globals'),
-    'ZeroOptimizerHook': ('zero', 'ZeroOptimizerHook'),
-    'local_state_bytes': ('zero', 'local_state_bytes'),
-    'zero_optimizers': ('zero', 'zero_optimizers'),
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-    module, attr = _EXPORTS[name]
-    return getattr(importlib.import_module(f'.{module}', __name__), attr)
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
-
-
-__all__ = sorted(_EXPORTS)
