@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -125,3 +127,19 @@ def test_sequential_attention_trains_like_full_and_keeps_no_attention_weights():
     attention_weights = 2 * 6 * 2 * 64 * 64 * 4  # (B * nW, nH, N, N) float32
     assert saved_full > attention_weights
     assert saved_seq < saved_full - attention_weights
+
+
+def test_cached_position_bias_follows_a_dtype_change():
+    """The inference cache of the position bias is keyed by the parameters' storage and dtype: after
+    ``.double()`` an fp32 bias cached by an earlier forward is not reused."""
+    attn = _randomised(WindowAttentionV2(16, 2, (4, 4))).eval()
+    x = torch.randn(2, 16, 16)
+    with torch.no_grad():
+        attn(x, (4, 4), None)  # caches the fp32 bias
+        bias = attn.position_bias((4, 4))
+        assert bias.dtype == torch.float32
+        attn.double()
+        assert attn.position_bias((4, 4)).dtype == torch.float64
+        fresh = copy.deepcopy(attn)
+        fresh._bias_cache.clear()
+        torch.testing.assert_close(attn(x.double(), (4, 4), None), fresh(x.double(), (4, 4), None), atol=0, rtol=0)
