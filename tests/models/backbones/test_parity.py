@@ -10,7 +10,7 @@ from typing import Callable, List
 import pytest
 import torch
 
-from numerics import FP32_RTOL, assert_matches
+from numerics import FP32_RTOL, assert_matches, magnitude, max_error
 from swin_dense import SwinTransformerV2
 from swin_dense.checkpoint import to_backbone_state_dict
 
@@ -48,17 +48,26 @@ def _image(size: int, seed: int) -> torch.Tensor:
     return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
-def _compare(state_dict, window: int, pws: int, x: torch.Tensor, peer: torch.nn.Module,
-             peer_stages: Callable[[torch.nn.Module, List[torch.nn.Module], torch.Tensor], List[torch.Tensor]],
-             what: str) -> None:
-    """Our fp32 outputs (fused SDPA and the official eager op order) and our float64 outputs against the
-    peer's float64 outputs; ``peer_stages(peer, norms, x)`` gives the peer's stages 0-2 through our
-    output norms ``norms`` (NCHW) and its final-norm output for stage 3."""
+PeerStages = Callable[[torch.nn.Module, List[torch.nn.Module], torch.Tensor], List[torch.Tensor]]
+
+
+def _outputs(state_dict, window: int, pws: int, x: torch.Tensor, peer: torch.nn.Module, peer_stages: PeerStages):
+    """(our fp32 outputs per attention path, our float64 outputs, the peer's float64 outputs);
+    ``peer_stages(peer, norms, x)`` gives the peer's stages 0-2 through our output norms ``norms`` (NCHW)
+    and its final-norm output for stage 3."""
     with torch.no_grad():
         ours32 = {impl: list(_ours(window, pws, state_dict, impl)(x)) for impl in ('sdpa', 'eager')}
         model = _ours(window, pws, state_dict, 'eager').double()
         ours64 = list(model(x.double()))
         peer64 = peer_stages(peer.double(), [model.norm0, model.norm1, model.norm2], x.double())
+    return ours32, ours64, peer64
+
+
+def _compare(state_dict, window: int, pws: int, x: torch.Tensor, peer: torch.nn.Module, peer_stages: PeerStages,
+             what: str) -> None:
+    """Our fp32 outputs (fused SDPA and the official eager op order) and our float64 outputs against the
+    peer's float64 outputs (:func:`_outputs`)."""
+    ours32, ours64, peer64 = _outputs(state_dict, window, pws, x, peer, peer_stages)
     for impl, outs in ours32.items():
         assert_matches(outs, ours64, peer64, f'{what} ({impl}) stage')
 
@@ -135,12 +144,8 @@ def test_parity_check_catches_real_defects(defect):
         state_dict = _without_q_bias(state_dict)
     else:
         peer.layers[0].blocks[1].attn_mask.zero_()  # the shifted block of stage 0 attends across the seams
-    with torch.no_grad():
-        ours32 = list(_ours(8, 0, state_dict, 'sdpa')(x))
-        model = _ours(8, 0, state_dict, 'eager').double()
-        ours64 = list(model(x.double()))
-        peer64 = _timm_stages(peer.double(), [model.norm0, model.norm1, model.norm2], x.double())
+    ours32, ours64, peer64 = _outputs(state_dict, 8, 0, x, peer, _timm_stages)
     with pytest.raises(AssertionError, match='not the same math'):
-        assert_matches(ours32, ours64, peer64, defect)
-    worst = max((a.double() - b).abs().max().item() / max(1.0, b.abs().max().item()) for a, b in zip(ours32, peer64))
+        assert_matches(ours32['sdpa'], ours64, peer64, defect)
+    worst = max(max_error(a, b, defect) / magnitude(b) for a, b in zip(ours32['sdpa'], peer64))
     assert worst > 100 * FP32_RTOL, f'{defect}: fp32 outputs only {worst:.3g} (relative) from the reference'
