@@ -13,7 +13,8 @@
 #   4. mmengine 0.10.7, mmdet 3.3.0, mmsegmentation 1.2.2 (+ ftfy, regex it imports), pycocotools, opencv.
 #   5. this package in editable mode with its extras (pyproject.toml): tests (pytest and what the tests
 #      compare against), serve (fastapi, uvicorn: tools/serve.py) and bench (timm, mmpretrain,
-#      transformers 4.38.2, matplotlib: tools/benchmark.py).
+#      transformers 4.38.2, matplotlib: tools/benchmark.py) and deploy (onnx, onnxscript, onnxruntime:
+#      tools/export_onnx.py) and instaboost (instaboostfast: the HTC++ configs' InstaBoost).
 set -euo pipefail
 
 PY=${PYTHON:-python}
@@ -81,13 +82,13 @@ fi
 
 step "OpenMMLab stack and this package with its tests, serve and bench extras"
 "${PIP[@]}" -r "$ROOT/requirements.txt"
-"${PIP[@]}" -e "$ROOT[tests,serve,bench]"
+"${PIP[@]}" -e "$ROOT[tests,serve,bench,deploy,instaboost]"
 
 step "checking the install"
 "$PY" - <<'PYEOF'
 from importlib.metadata import version
 import setuptools, torch, mmcv, mmcv.ops, mmdet, mmseg, mmseg.utils, swin_dense, swin_dense.runtime  # noqa: F401
-import fastapi, uvicorn, timm, mmpretrain, matplotlib  # noqa: F401  the serve and bench extras
+import fastapi, uvicorn, timm, mmpretrain, matplotlib, onnx, onnxruntime, instaboostfast  # noqa: F401  the extras
 major = int(setuptools.__version__.split('.')[0])
 assert 77 <= major < 81, f'setuptools {setuptools.__version__} is outside >=77,<81'
 print('[install] ok: torch', torch.__version__, '| mmcv', mmcv.__version__, '| mmdet', mmdet.__version__,

@@ -8,7 +8,7 @@ checkpoint that matches nothing, has tensors with no place in the backbone, anot
 stages, or disagrees in any shape raises; what was loaded, missing or unexpected is logged.
 """
 import logging
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch.nn as nn
 from mmengine.logging import print_log
@@ -17,7 +17,33 @@ from ...arch import per_stage
 from ...checkpoint import CheckpointError, convert_state_dict, fit_state_dict, read_checkpoint, short_keys
 from ...checkpoint.windows import META_PRETRAINED_WINDOW, pretrained_window_from_name
 
-__all__ = ['load_pretrained']
+__all__ = ['load_pretrained', 'pretrained_init_cfg', 'registry_pretrained_window']
+
+
+def pretrained_init_cfg(pretrained: Optional[str], init_cfg: Optional[Dict]) -> Optional[Dict]:
+    """The ``init_cfg`` that mmseg's ``model.pretrained`` (pushed into ``backbone.pretrained``) stands for.
+
+    Raises:
+        ValueError: both ``pretrained`` and a ``Pretrained`` ``init_cfg`` are set.
+    """
+    if pretrained is None:
+        return init_cfg
+    if not isinstance(pretrained, str):
+        raise TypeError(f'pretrained must be a checkpoint path, URL or name, got {type(pretrained).__name__}')
+    if init_cfg is not None:
+        raise ValueError(f'SwinTransformerV2 got both pretrained={pretrained!r} (mmseg\'s model.pretrained) and '
+                         f'init_cfg={init_cfg!r}: set only one of them (e.g. model.pretrained=None)')
+    return dict(type='Pretrained', checkpoint=pretrained, source='model.pretrained')
+
+
+def registry_pretrained_window(init_cfg: Optional[Dict], configured: List[int]) -> List[int]:
+    """``pretrained_window_size`` per stage, filled or checked from the checkpoint registry.
+
+    Args:
+        init_cfg: the backbone's ``init_cfg``.
+        configured: the configured ``pretrained_window_size`` per stage.
+    """
+    return configured
 
 
 def load_pretrained(model: nn.Module, path: str, layout: str = 'auto') -> Dict[str, List[str]]:

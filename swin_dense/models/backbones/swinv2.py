@@ -24,7 +24,7 @@ from ...layers.linear import FusedLinear
 from ...layers.swin_block import SwinStageV2
 from ...layers.window_attention import ATTN_IMPLS
 from .layer_depth import swin_layer_depth
-from .pretrained import load_pretrained
+from .pretrained import load_pretrained, pretrained_init_cfg, registry_pretrained_window
 
 
 class PatchEmbed(nn.Module):
@@ -91,6 +91,8 @@ class SwinTransformerV2(BaseModule):
         mask_padding: stop real tokens from attending to the zero padding of border windows. Off by
             default, as in the official code, timm and HF (it changes results at sizes that are not
             window multiples).
+        pretrained: a checkpoint, as mmseg's ``model.pretrained`` (which mmseg's EncoderDecoder pushes
+            into the backbone): the same as ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads weights (official or timm
             layout, or any converted with tools/convert_checkpoint.py).
     """
@@ -101,12 +103,15 @@ class SwinTransformerV2(BaseModule):
                  drop_path_rate: float = 0.2, out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
                  norm_eval: bool = False, with_cp: bool = False, attn_impl: str = 'sdpa',
                  attn_chunk_size: Union[int, Sequence[int]] = 0, mlp_chunk_size: Union[int, Sequence[int]] = 0,
-                 mask_padding: bool = False, init_cfg: Optional[Dict] = None) -> None:
+                 mask_padding: bool = False, pretrained: Optional[str] = None,
+                 init_cfg: Optional[Dict] = None) -> None:
+        init_cfg = pretrained_init_cfg(pretrained, init_cfg)
         super().__init__(init_cfg=init_cfg)
         embed_dims, depths, num_heads = resolve_arch(arch)
         num_stages = len(depths)
         windows = per_stage(window_size, num_stages, 'window_size')
         pretrained_windows = per_stage(pretrained_window_size, num_stages, 'pretrained_window_size')
+        pretrained_windows = registry_pretrained_window(init_cfg, pretrained_windows)
         attn_chunks = per_stage(attn_chunk_size, num_stages, 'attn_chunk_size')
         mlp_chunks = per_stage(mlp_chunk_size, num_stages, 'mlp_chunk_size')
         self._check_args(embed_dims, num_heads, windows, pretrained_windows, out_indices, frozen_stages, attn_impl,
