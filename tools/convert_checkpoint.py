@@ -8,7 +8,8 @@ or a Swin V1 checkpoint for mmdet's / mmseg's own ``SwinTransformer`` backbone.
                                                [--window-size 12]
 
 SRC: ``.pth``/``.pt``/``.bin``/``.safetensors`` file or a Hugging Face model folder (config.json +
-model.safetensors or pytorch_model.bin), read safely (tensors only; no pickled code runs). The Swin
+model.safetensors or pytorch_model.bin), an ``http(s)://`` URL, ``hf-hub:ORG/NAME[@REV]`` or a zoo name
+(``python tools/zoo_table.py`` lists them), read safely (tensors only; no pickled code runs). The Swin
 version is detected from the keys (V1: ``relative_position_bias_table`` and no ``cpb_mlp`` /
 ``logit_scale``), then the layout; ``--src-format`` names one (and is checked against the keys).
 
@@ -19,9 +20,9 @@ Swin V1 -> mmdet's / mmseg's ``SwinTransformer`` (``convert_weights=False``): DS
 ``backbone.``-prefixed keys; ``--window-size W`` (V1 only) resizes every position bias table to window
 W by bicubic interpolation, as mmdet/mmseg would at load time.
 
-Nothing is downloaded. Prints the version, layout, architecture, what the meta records, and which
-source tensors were used or dropped and why; exits with status 1 and a message on a file it cannot
-convert.
+URLs and hub models are downloaded once into their cache (docs/checkpoints.md, "Sources"). Prints
+the version, layout, architecture, what the meta records, and which source tensors were used or
+dropped and why; exits with status 1 and a message on a file it cannot convert.
 """
 import argparse
 import os
@@ -57,7 +58,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('src', help='source checkpoint file or Hugging Face model folder')
+    parser.add_argument('src', help='source checkpoint: file, Hugging Face model folder, http(s):// URL, '
+                                    'hf-hub:ORG/NAME[@REV] or zoo name')
     parser.add_argument('dst', help='output file (.pth or, SwinV2 only, .safetensors)')
     parser.add_argument('--src-format', default='auto', choices=['auto', *LAYOUTS, *V1_LAYOUTS],
                         help='layout of SRC (default: detect the Swin version and the layout from the keys)')

@@ -3,6 +3,9 @@
 
     python tools/image_demo.py IMAGE CONFIG CHECKPOINT --out-file OUT.png [--device cpu] [--score-thr 0.3]
 
+CHECKPOINT: a local file, an ``http(s)://`` URL (downloaded once into the cache) or ``hf-hub:ORG/NAME[@REV]``
+(``swin_dense.checkpoint.sources.resolve_checkpoint``; docs/checkpoints.md, "Sources").
+
 Detection configs (mmdet scope) draw boxes, labels and instance masks with mmdet's visualizer;
 segmentation configs (mmseg scope) overlay the class map with mmseg's.
 """
@@ -17,6 +20,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')  # mmen
 
 from mmengine.config import Config, DictAction  # noqa: E402
 
+from swin_dense.checkpoint.sources import resolve_checkpoint  # noqa: E402
 from swin_dense.cli import merge_cfg_options, setup_scope  # noqa: E402
 from swin_dense.engine import safe_load  # noqa: E402
 
@@ -25,7 +29,7 @@ def parse_args():
     parser = argparse.ArgumentParser(description='Image demo')
     parser.add_argument('img', help='image file')
     parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file, http(s):// URL or hf-hub:ORG/NAME[@REV]')
     parser.add_argument('--out-file', required=True, help='where to save the drawn image')
     parser.add_argument('--device', default='cuda:0' if _cuda() else 'cpu', help='device, e.g. cpu or cuda:0')
     parser.add_argument('--score-thr', type=float, default=0.3, help='box score threshold (detection)')
@@ -65,6 +69,7 @@ def _demo_seg(cfg, args):
 
 def main():
     args = parse_args()
+    args.checkpoint = resolve_checkpoint(args.checkpoint)
     safe_load.install()  # mmdet's / mmseg's init_* read the checkpoint with torch.load(weights_only=True)
     cfg = Config.fromfile(args.config)
     merge_cfg_options(cfg, args.cfg_options)

@@ -61,7 +61,17 @@ PYEOF
 )
   WHEEL_DIR="$CACHE/wheels/mmcv-2.1.0-torch${TORCH_VER}-${CUDA_TAG}"
   if ! ls "$WHEEL_DIR"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
-    step "building mmcv 2.1.0 with ops (-std=$CXX_STD, $CUDA_TAG); about 13 min on 2 cores"
+    if [ "$CUDA_TAG" != cpu ]; then
+      # CUDA ops are compiled by nvcc against torch's CUDA runtime: the toolkit must be the same major.minor.
+      TORCH_CUDA=$("$PY" -c 'import torch; print(torch.version.cuda)')
+      NVCC_CUDA=$(nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p')
+      if [ "$NVCC_CUDA" != "$TORCH_CUDA" ]; then
+        echo "[install] error: torch is built for CUDA $TORCH_CUDA, but nvcc is ${NVCC_CUDA:-not on PATH}: install the" \
+             "CUDA $TORCH_CUDA toolkit and put its bin/ on PATH (or set CUDA_HOME), then run this again" >&2
+        exit 1
+      fi
+    fi
+    step "building mmcv 2.1.0 with ops (-std=$CXX_STD, $CUDA_TAG); about 10 min on 2 cores"
     BUILD=$(mktemp -d)
     "$PY" -m pip download --disable-pip-version-check --no-deps --no-binary :all: --no-build-isolation \
       -c "$CONSTRAINTS" -d "$BUILD" mmcv==2.1.0

@@ -14,6 +14,7 @@ import torch
 
 from .errors import CheckpointError
 from .keys import short_keys
+from .sources import resolve_checkpoint
 from .windows import META_PRETRAINED_WINDOW, pretrained_window_from_hf_config
 
 _WRAPPER_KEYS = ('state_dict', 'model', 'module', 'params')
@@ -23,8 +24,12 @@ _HF_WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
 _HF_MODEL_TYPES = ('swinv2', 'swin')
 
 
-def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+def read_checkpoint(source: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
     """Read a state dict and its meta from a file or a Hugging Face model folder: the package's one reader.
+
+    ``source`` is a local path or anything else :func:`~swin_dense.checkpoint.sources.resolve_checkpoint`
+    accepts (an ``http(s)://`` URL, ``hf-hub:ORG/NAME[@REV]``, a zoo name); what it resolves to is read
+    here like any local file.
 
     It serves the backbone's pretrained weights, the converter and the inference predictor (whole
     detector / segmentor checkpoints). Files: ``.pth``/``.pt``/``.bin`` (``torch.load(weights_only=True)``:
@@ -41,15 +46,14 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]
         decoded) or, for a folder, ``{'pretrained_window_size': [...]}`` from its config; else {}.
 
     Raises:
-        FileNotFoundError: no such file or folder.
+        FileNotFoundError: no such file, folder, URL, hub id or zoo name.
         CheckpointError: an empty, truncated or corrupt file or no checkpoint at all ("not a readable
             PyTorch checkpoint"), a folder without weights, no state dict of tensors inside, or a file
             holding a Python object the safe unpickler refuses ("refusing to load", with its type).
     """
+    path = resolve_checkpoint(source)
     if os.path.isdir(path):
         return _read_hf_folder(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint {path!r} does not exist; check the path in init_cfg / the command line')
     if os.path.getsize(path) == 0:
         raise CheckpointError(f'checkpoint {path!r} is empty (0 bytes); download or copy it again')
     if path.endswith('.safetensors'):
@@ -77,8 +81,25 @@ def _unpickling_message(path: str, error: str) -> str:
 
 
 def _unreadable(path: str, detail: str) -> str:
+    text = _text_start(path)
+    if text is not None:
+        return (f'{path!r} is a text file, not a PyTorch checkpoint (it starts with {text!r}): an error page saved '
+                'in place of the download, or the wrong file; download or copy the checkpoint again')
     return (f'{path!r} is not a readable PyTorch checkpoint ({detail}): it is truncated or corrupt, or no checkpoint '
             'at all; download or copy it again')
+
+
+def _text_start(path: str) -> Optional[str]:
+    """The first line of ``path`` if its first bytes are printable UTF-8 text (a checkpoint never is), else None."""
+    with open(path, 'rb') as f:
+        head = f.read(256)
+    try:
+        text = head.decode('utf-8')
+    except UnicodeDecodeError:
+        return None
+    if not text.strip() or not all(c.isprintable() or c in '\r\n\t' for c in text):
+        return None
+    return text.strip().splitlines()[0][:80]
 
 
 def _read_safetensors(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
