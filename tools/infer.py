@@ -2,7 +2,8 @@
 """Batch inference of a detector or segmentor over an image, a folder or a list of images.
 
     python tools/infer.py CONFIG CHECKPOINT INPUT --out DIR [--batch-size N] [--device cpu|cuda]
-                          [--score-thr 0.3] [--no-vis] [--ann-file instances.json] [--cfg-options k=v ...]
+                          [--score-thr 0.3] [--no-vis] [--ann-file instances.json] [--max-pixels 25000000]
+                          [--max-file-mb 256] [--cfg-options k=v ...]
 
 INPUT: an image; a folder (searched recursively for jpg/jpeg/png/bmp/tif/tiff/webp); or a text file
 with one image path per line (relative paths are relative to the list file).
@@ -11,7 +12,9 @@ Detection configs write DIR/results.json (COCO results: bbox and RLE segm for ev
 DIR/mapping.json (image ids <-> files, category ids <-> classes) and DIR/vis/*.png (predictions with
 score >= --score-thr drawn). Segmentation configs write DIR/labels/*.png (class index per pixel)
 and DIR/overlays/*.png. A run stopped for any reason continues where it stopped when started again
-with the same command. Unreadable images are reported and skipped. See docs/inference.md.
+with the same command; outputs made from another file of the same name are computed again. Images
+that are unreadable, no regular file, larger than the limits, or fail at any step are listed and
+skipped; the run goes on. See docs/inference.md.
 """
 import argparse
 import os.path as osp
@@ -38,6 +41,11 @@ def parse_args(argv=None):
                         help='drawing threshold for detections (results.json keeps every prediction)')
     parser.add_argument('--no-vis', action='store_true', help='write no pictures')
     parser.add_argument('--ann-file', help='COCO annotation file whose image and category ids results.json uses')
+    parser.add_argument('--max-pixels', type=int, default=25_000_000,
+                        help='skip (and list) images of more pixels, width x height (default 25000000; '
+                             'docs/inference.md, "Limits", gives the memory per pixel)')
+    parser.add_argument('--max-file-mb', type=float, default=256,
+                        help='skip (and list) image files larger than this many MiB (default 256)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
     return parser.parse_args(argv)
@@ -51,7 +59,8 @@ def main(argv=None) -> int:
     try:
         summary = run_batch(args.config, args.checkpoint, args.input, args.out, batch_size=args.batch_size,
                             device=args.device, score_thr=args.score_thr, vis=not args.no_vis,
-                            cfg_options=args.cfg_options, ann_file=args.ann_file, progress=not args.no_progress)
+                            cfg_options=args.cfg_options, ann_file=args.ann_file, progress=not args.no_progress,
+                            max_pixels=args.max_pixels, max_file_bytes=int(args.max_file_mb * (1 << 20)))
     except (InputError, PredictorError, BatchError, ImageError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2

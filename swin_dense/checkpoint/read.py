@@ -70,7 +70,7 @@ def read_checkpoint(source: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any
 
 def _unpickling_message(path: str, error: str) -> str:
     """Why ``torch.load(weights_only=True)`` refused ``path``: a Python object it does not allow, or no checkpoint."""
-    refused = re.search(r'Unsupported global: GLOBAL (\S+)', error)
+    refused = re.search(r'[Uu]nsupported (?:global: )?GLOBAL (\S+)', error)
     if refused:
         return (f'refusing to load {path!r}: it holds a Python object of type {refused.group(1)}, which '
                 'torch.load(weights_only=True) refuses (only tensors, containers and allowlisted plain-data types '

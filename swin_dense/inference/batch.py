@@ -8,12 +8,19 @@ Outputs under ``OUT`` (``STEM`` = the image's path relative to INPUT, without ex
                    category ids <-> classes     mapping.json        files, classes, palette
     vis/STEM.png   drawn prediction
     shards/STEM.json  per-image results
+    sources/STEM.json  input file of the outputs sources/STEM.json  input file of the outputs
     run.json       what produced the outputs (config / checkpoint hashes)
     summary.json   images done / skipped (with reasons) / time
 
+``STEM`` is the image's path relative to INPUT without extension where that names no other
+image's output, else the whole relative path (:func:`~swin_dense.inference.inputs.output_stems`).
+
 Resuming: every per-image output is written atomically (temporary file + ``os.replace``), the
 image's *marker* (its shard, or its label PNG) last, so an image is done exactly when its marker
-exists, and no half-written file is ever taken for a result. Images are processed in fixed
+exists, and no half-written file is ever taken for a result. Before the marker, ``sources/STEM.json``
+records the input file it was made from (absolute path, size, modification time): an image whose
+input is not that file any more (another folder with the same names, an edited image) is computed
+again. Images are processed in fixed
 batches of consecutive inputs (the same batches in every run of the same command); a batch whose
 images are all done is skipped, any other is run again in full and only its missing outputs are
 written, so a resumed run produces exactly the results of an uninterrupted one. ``results.json``
@@ -21,19 +28,28 @@ is assembled from the shards at the end.
 
 Batches are formed as in ``tools/test.py``'s dataloader: consecutive images, padded to the largest
 of the batch (detection); segmentation batches group images of one size (mmseg needs that).
+
+Only regular files are read, at most ``max_file_bytes`` each, and images of more than
+``max_pixels`` are refused from their header. Any failure on one image (reading, decoding, the
+pipeline, the model, drawing, writing) skips that image, lists it with the reason, and the run goes
+on.
 """
 import hashlib
 import json
 import os
 import os.path as osp
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..engine.atomic_backend import atomic_write, remove_partial_files
 from .formats import atomic_write_json, coco_category_ids, coco_results, det_instances, encode_png, seg_label_map
-from .inputs import ImageError, InputImage, chunks, collect_inputs, output_stems
+from .inputs import MAX_FILE_BYTES, ImageError, InputImage, chunks, collect_inputs, output_stems
+
+#: The default per-image pixel limit of ``tools/infer.py`` (width x height; docs/inference.md, "Limits").
+MAX_PIXELS = 25_000_000
 
 
 class BatchError(RuntimeError):
@@ -111,6 +127,21 @@ def _check_fingerprint(out: str, fp: Dict[str, Any]) -> bool:
     return False
 
 
+def check_writable(out: str) -> None:
+    """Raise :class:`BatchError` unless ``out`` (or, while it does not exist, its nearest existing
+    parent) is a folder this process can create files in. Creates nothing that stays."""
+    probe = osp.abspath(out)
+    while not osp.exists(probe):
+        probe = osp.dirname(probe)
+    if not osp.isdir(probe):
+        raise BatchError(f'--out {out!r} cannot be created: {probe!r} is a file, not a folder')
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix='.swin_dense_probe_', dir=probe))
+    except OSError as e:
+        raise BatchError(f'--out {out!r} is not writable ({probe!r}: {e.strerror or e}): choose another folder, '
+                         'or fix its permissions') from None
+
+
 def _remove_stale_temps(out: str) -> int:
     """Delete the temporary files of writes a crash interrupted anywhere under ``out``; how many."""
     return sum(len(remove_partial_files(root)) for root, _, _ in os.walk(out))
@@ -142,8 +173,17 @@ def image_ids(images: Sequence[InputImage], ann_images: Optional[Sequence[Dict]]
     return list(range(1, len(images) + 1))
 
 
+def source_record(image: InputImage) -> Optional[Dict[str, Any]]:
+    """What identifies the input file now (absolute path, size, modification time); None if it is gone."""
+    try:
+        st = os.stat(image.path)
+    except OSError:
+        return None
+    return dict(path=osp.abspath(image.path), size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+
 class _Outputs:
-    """Where each image's outputs go, and whether it is done."""
+    """Where each image's outputs go, and whether they were made from the image as it is now."""
 
     def __init__(self, out: str, task: str, stems: Sequence[str], vis: bool):
         self.out, self.task, self.stems, self.vis = out, task, stems, vis
@@ -156,26 +196,44 @@ class _Outputs:
     def picture(self, i: int) -> str:
         return osp.join(self.out, 'vis' if self.task == 'det' else 'overlays', self.stems[i] + '.png')
 
-    def done(self, i: int) -> bool:
+    def source(self, i: int) -> str:
+        return osp.join(self.out, 'sources', self.stems[i] + '.json')
+
+    def written(self, i: int) -> bool:
         return osp.isfile(self.marker(i)) and (not self.vis or osp.isfile(self.picture(i)))
+
+    def made_from(self, i: int, image: InputImage) -> bool:
+        """The outputs' source record names this input file with its current size and modification time."""
+        try:
+            with open(self.source(i)) as f:
+                return json.load(f) == source_record(image)
+        except (OSError, ValueError):
+            return False
 
 
 def run_batch(config: str, checkpoint: str, input_arg: str, out: str, batch_size: int = 1, device: str = 'cpu',
               score_thr: float = 0.3, vis: bool = True, cfg_options: Optional[Dict] = None,
-              ann_file: Optional[str] = None, progress: bool = True, log=None) -> Summary:
+              ann_file: Optional[str] = None, progress: bool = True, log=None, max_pixels: Optional[int] = MAX_PIXELS,
+              max_file_bytes: int = MAX_FILE_BYTES) -> Summary:
     """Run a detector / segmentor over INPUT and write the outputs described in the module doc.
+
+    Args:
+        max_pixels: images with more pixels (width x height, from the header) are skipped and listed;
+            None: no limit.
+        max_file_bytes: larger files are skipped and listed.
 
     Raises:
         swin_dense.inference.inputs.InputError: INPUT names no images.
         swin_dense.inference.predictor.PredictorError: config / checkpoint missing or not a pair.
         BatchError: ``out`` holds another run's outputs, or bad arguments.
     """
-    from .predictor import Predictor
+    from .predictor import load_predictor
 
     log = log or (lambda msg: print(f'[infer] {msg}', file=sys.stderr, flush=True))
     if batch_size < 1:
         raise BatchError(f'--batch-size must be >= 1, got {batch_size}')
     images = collect_inputs(input_arg, exclude=[out])
+    stems = output_stems(images)
     ann = None
     if ann_file is not None:
         if not osp.isfile(ann_file):
@@ -188,9 +246,10 @@ def run_batch(config: str, checkpoint: str, input_arg: str, out: str, batch_size
         raise BatchError(f'checkpoint {checkpoint!r} not found')
     fp = fingerprint(config, checkpoint, cfg_options)
     same_run = osp.isdir(out) and _check_fingerprint(out, fp)
+    check_writable(out)
 
     t_load = time.time()
-    predictor = Predictor(config, checkpoint, device=device, cfg_options=cfg_options)
+    predictor = load_predictor(config, checkpoint, device=device, cfg_options=cfg_options)
     os.makedirs(out, exist_ok=True)
     if not same_run:
         atomic_write_json(osp.join(out, 'run.json'), fp, indent=1)
@@ -201,12 +260,16 @@ def run_batch(config: str, checkpoint: str, input_arg: str, out: str, batch_size
         log(f'warning: {len(predictor.unused_weights)} checkpoint weights are not used by the model '
             f'(e.g. {predictor.unused_weights[0]})')
     task = predictor.task
-    stems = output_stems(images)
     outputs = _Outputs(out, task, stems, vis)
-    done = [outputs.done(i) for i in range(len(images))]
+    written = [outputs.written(i) for i in range(len(images))]
+    done = [w and outputs.made_from(i, im) for i, (w, im) in enumerate(zip(written, images))]
     summary = Summary(images=len(images), done_before=sum(done))
     if summary.done_before:
         log(f'{summary.done_before} of {len(images)} images already done in {out}: continuing')
+    changed = sum(w and not d for w, d in zip(written, done))
+    if changed:
+        log(f'{changed} images have outputs in {out} made from another file of that name, or from the file before '
+            'it changed (size or modification time): computing them again')
 
     from tqdm import tqdm
     bar = tqdm(total=len(images), initial=summary.done_before, unit='img', desc='infer', file=sys.stderr,
@@ -218,7 +281,7 @@ def run_batch(config: str, checkpoint: str, input_arg: str, out: str, batch_size
             pending = [i for i in idx if not done[i]]
             if not pending:
                 continue
-            _run_chunk(predictor, images, idx, pending, outputs, score_thr, failed, log, bar)
+            _run_chunk(predictor, images, idx, pending, outputs, score_thr, failed, bar, max_pixels, max_file_bytes)
             for i in pending:
                 if i not in failed:
                     done[i] = True
@@ -245,27 +308,35 @@ def run_batch(config: str, checkpoint: str, input_arg: str, out: str, batch_size
     return summary
 
 
+def _skip(failed: Dict[int, str], i: int, image: InputImage, reason: str, bar) -> None:
+    failed[i] = reason
+    bar.write(f'[infer] skipped {image.path}: {reason}', file=sys.stderr)
+
+
 def _run_chunk(predictor, images: Sequence[InputImage], idx: Sequence[int], pending: Sequence[int],
-               outputs: _Outputs, score_thr: float, failed: Dict[int, str], log, bar) -> None:
-    """Decode and prepare every readable image of the batch, run it, write the pending images' outputs."""
+               outputs: _Outputs, score_thr: float, failed: Dict[int, str], bar, max_pixels: Optional[int],
+               max_file_bytes: int) -> None:
+    """Decode and prepare every readable image of the batch, run it, write the pending images' outputs.
+
+    A failure on one image, at any step, skips that image (recorded in ``failed``) and no other.
+    """
     pending_set = set(pending)
     imgs, datas, members = {}, [], []
     for i in idx:
         try:
-            img = predictor.read(images[i].path)
+            source = source_record(images[i])
+            img = predictor.read(images[i].path, max_pixels=max_pixels, max_bytes=max_file_bytes)
             datas.append(predictor.prepare(img))
         except ImageError as e:
             if i in pending_set:
-                failed[i] = e.message
-                bar.write(f'[infer] skipped {images[i].path}: {failed[i]}', file=sys.stderr)
+                _skip(failed, i, images[i], e.message, bar)
             continue
         except Exception as e:  # noqa: BLE001  a pipeline error on one image must not stop the run
             if i in pending_set:
-                failed[i] = f'preprocessing failed ({type(e).__name__}: {e})'
-                bar.write(f'[infer] skipped {images[i].path}: {failed[i]}', file=sys.stderr)
+                _skip(failed, i, images[i], f'preprocessing failed ({type(e).__name__}: {e})', bar)
             continue
         members.append(i)
-        imgs[i] = img
+        imgs[i] = (img, source)
     if not any(i in pending_set for i in members):
         return
     try:
@@ -284,18 +355,26 @@ def _run_chunk(predictor, images: Sequence[InputImage], idx: Sequence[int], pend
         if i not in pending_set:
             continue
         if isinstance(sample, Exception):
-            failed[i] = f'inference failed ({type(sample).__name__}: {sample})'
-            bar.write(f'[infer] failed {images[i].path}: {failed[i]}', file=sys.stderr)
+            _skip(failed, i, images[i], f'inference failed ({type(sample).__name__}: {sample})', bar)
             continue
-        img = imgs[i]
-        if outputs.vis:
-            atomic_write(outputs.picture(i), encode_png(predictor.draw(img, sample, score_thr)))
-        if predictor.task == 'det':
-            shard = dict(key=images[i].key, height=int(img.shape[0]), width=int(img.shape[1]),
-                         instances=det_instances(sample, 0.0))
-            atomic_write_json(outputs.marker(i), shard)
-        else:
-            atomic_write(outputs.marker(i), encode_png(seg_label_map(sample)))
+        try:
+            _write_outputs(predictor, images[i], outputs, i, *imgs[i], sample, score_thr)
+        except Exception as e:  # noqa: BLE001  drawing or writing one image must not stop the run
+            _skip(failed, i, images[i], f'writing its outputs failed ({type(e).__name__}: {e})', bar)
+
+
+def _write_outputs(predictor, image: InputImage, outputs: _Outputs, i: int, img, source: Dict[str, Any], sample,
+                   score_thr: float) -> None:
+    """The picture, the source record, then the marker (last: its presence means done)."""
+    if outputs.vis:
+        atomic_write(outputs.picture(i), encode_png(predictor.draw(img, sample, score_thr)))
+    atomic_write_json(outputs.source(i), source)
+    if predictor.task == 'det':
+        shard = dict(key=image.key, height=int(img.shape[0]), width=int(img.shape[1]),
+                     instances=det_instances(sample, 0.0))
+        atomic_write_json(outputs.marker(i), shard)
+    else:
+        atomic_write(outputs.marker(i), encode_png(seg_label_map(sample)))
 
 
 def _write_coco(out: str, predictor, images, stems, outputs: _Outputs, done, ann) -> Dict[str, str]:
@@ -333,4 +412,5 @@ def _write_seg_mapping(out: str, predictor, images, stems, outputs: _Outputs, do
     return {'label PNGs': osp.join(out, 'labels'), 'files/classes': osp.join(out, 'mapping.json')}
 
 
-__all__ = ['run_batch', 'Summary', 'BatchError', 'image_ids', 'fingerprint']
+__all__ = ['run_batch', 'Summary', 'BatchError', 'image_ids', 'fingerprint', 'check_writable', 'source_record',
+           'MAX_PIXELS']

@@ -17,7 +17,9 @@ import binascii
 import io
 import os
 import os.path as osp
+import hashlib
 import re
+import stat
 import warnings
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
@@ -28,6 +30,10 @@ from ..datasets.files import has_end_marker
 
 #: File name extensions searched in folders (case-insensitive).
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+#: Largest image file :func:`read_image` reads (bytes), unless told otherwise.
+MAX_FILE_BYTES = 256 << 20
+#: The extensions the batch tool gives its per-image outputs (label / overlay / drawn PNGs, JSON shards).
+OUTPUT_EXTENSIONS = ('.png', '.json')
 _URL_RE = re.compile(r'^[a-zA-Z][a-zA-Z0-9+.-]*://')
 _DATA_URI_RE = re.compile(r'^data:[^,;]*(;[^,;]*)*;base64,', re.IGNORECASE)
 
@@ -127,14 +133,48 @@ def collect_inputs(input_arg: str, exclude: Sequence[str] = ()) -> List[InputIma
     return [InputImage(path=p, key=k) for p, k in zip(paths, keys)]
 
 
+def _clashes(names: Sequence[str]) -> set:
+    """Indices of names whose output files are shared with another name, or are another name's folder.
+
+    Compared case-insensitively, so the names are also distinct on case-insensitive file systems.
+    """
+    files: dict = {}
+    for i, n in enumerate(names):
+        for ext in OUTPUT_EXTENSIONS:
+            files.setdefault((n + ext).casefold(), []).append(i)
+    bad = {i for owners in files.values() if len(owners) > 1 for i in owners}
+    for i, n in enumerate(names):
+        parts = n.casefold().split('/')
+        for k in range(1, len(parts)):
+            bad.update(files.get('/'.join(parts[:k]), ()))
+    return bad
+
+
 def output_stems(images: Sequence[InputImage]) -> List[str]:
-    """The output name (without extension) of each image: its key without the extension, or the
-    whole key where two inputs would otherwise share a name (``a.jpg`` and ``a.png``)."""
-    stems = [im.stem for im in images]
-    counts = {}
-    for s in stems:
-        counts[s] = counts.get(s, 0) + 1
-    return [im.key if counts[s] > 1 else s for im, s in zip(images, stems)]
+    """The output name (without extension) of each image, distinct for any set of inputs.
+
+    The key without its extension where that is unambiguous; otherwise the whole key (``a.jpg`` and
+    ``a.png``); otherwise the key with the first 8 hex digits of its SHA-256. Ambiguous means that
+    an output file (name + ``.png`` / ``.json``) would be another image's, or a folder of another
+    image's outputs (``a.jpg`` and ``a.png/b.jpg``). Each image is moved up a level until nothing is
+    ambiguous.
+
+    Raises:
+        InputError: names that stay ambiguous even with hashes (no real input set comes near).
+    """
+    forms = [(im.stem, im.key, f'{im.key}~{hashlib.sha256(im.key.encode()).hexdigest()[:8]}') for im in images]
+    level = [0] * len(images)
+    while True:
+        names = [f[lv] for f, lv in zip(forms, level)]
+        clashing = [i for i in _clashes(names) if level[i] < 2]
+        if not clashing:
+            break
+        for i in clashing:
+            level[i] += 1
+    if _clashes(names):
+        raise InputError('the input file names give ambiguous output names: '
+                         + ', '.join(images[i].key for i in sorted(_clashes(names))[:5]) + '; rename them')
+    return names
 
 
 # ------------------------------------------------------------------------------------------- decoding
@@ -171,6 +211,11 @@ def image_size(data: bytes, name: str) -> Tuple[int, int, str]:
             with Image.open(io.BytesIO(data)) as im:
                 width, height = im.size
                 fmt = im.format or '?'
+    except Image.DecompressionBombError as e:  # over Pillow's own limit (2 x 89.5 Mpx): ours is lower or off
+        pixels = re.search(r'\((\d+) pixels\)', str(e))
+        raise ImageError(name, 'too_many_pixels', f'image has {pixels.group(1) if pixels else "too many"} pixels, '
+                                                  f'more than Pillow decodes ({2 * Image.MAX_IMAGE_PIXELS})',
+                         status=413) from None
     except UnidentifiedImageError:
         raise ImageError(name, 'not_an_image', f'not an image (unknown format; {len(data)} bytes starting '
                                                f'{data[:8]!r})') from None
@@ -214,17 +259,55 @@ def decode_image(data: bytes, name: str, max_pixels: Optional[int] = None, color
     return img
 
 
-def read_image(path: str, max_pixels: Optional[int] = None, color_type: str = 'color',
-               imdecode_backend: str = 'cv2') -> np.ndarray:
-    """Read and decode one image file; :class:`ImageError` for missing, unreadable or bad files."""
+_FILE_KINDS = ((stat.S_ISDIR, 'folder'), (stat.S_ISFIFO, 'FIFO (named pipe)'), (stat.S_ISCHR, 'character device'),
+               (stat.S_ISBLK, 'block device'), (stat.S_ISSOCK, 'socket'))
+
+
+def _not_regular(path: str, mode: int) -> ImageError:
+    kind = next((k for test, k in _FILE_KINDS if test(mode)), 'special file')
+    return ImageError(path, 'not_a_file', f'not a regular file but a {kind}: only regular files are read as images')
+
+
+def read_file(path: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes`` (symbolic links followed).
+
+    Anything else (a FIFO, a device such as ``/dev/zero``, a folder, a socket) is refused from its
+    ``stat`` before it is opened, and opened without blocking in case it was swapped in between.
+
+    Raises:
+        ImageError: missing, unreadable, not a regular file, or larger than ``max_bytes`` (413).
+    """
     try:
-        with open(path, 'rb') as f:
-            data = f.read()
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(path, st.st_mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0))
     except FileNotFoundError:
         raise ImageError(path, 'missing', 'file not found') from None
     except OSError as e:
         raise ImageError(path, 'unreadable', f'cannot be read ({e.strerror or e})') from None
-    return decode_image(data, path, max_pixels=max_pixels, color_type=color_type, imdecode_backend=imdecode_backend)
+    with os.fdopen(fd, 'rb') as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(path, st.st_mode)
+        too_large = ImageError(path, 'too_large', f'the file has more than {max_bytes} bytes (the file size limit)',
+                               status=413)
+        if st.st_size > max_bytes:
+            raise too_large
+        try:
+            data = f.read(max_bytes + 1)
+        except OSError as e:
+            raise ImageError(path, 'unreadable', f'cannot be read ({e.strerror or e})') from None
+    if len(data) > max_bytes:
+        raise too_large
+    return data
+
+
+def read_image(path: str, max_pixels: Optional[int] = None, color_type: str = 'color',
+               imdecode_backend: str = 'cv2', max_bytes: int = MAX_FILE_BYTES) -> np.ndarray:
+    """Read (:func:`read_file`) and decode one image file; :class:`ImageError` for missing, unreadable or bad files."""
+    return decode_image(read_file(path, max_bytes), path, max_pixels=max_pixels, color_type=color_type,
+                        imdecode_backend=imdecode_backend)
 
 
 def is_url(text: str) -> bool:
@@ -254,5 +337,5 @@ def chunks(items: Sequence, size: int) -> Iterable[Sequence]:
         yield items[i:i + size]
 
 
-__all__ = ['IMAGE_EXTENSIONS', 'InputError', 'ImageError', 'InputImage', 'collect_inputs', 'output_stems',
+__all__ = ['IMAGE_EXTENSIONS', 'MAX_FILE_BYTES', 'OUTPUT_EXTENSIONS', 'read_file', 'InputError', 'ImageError', 'InputImage', 'collect_inputs', 'output_stems',
            'image_size', 'decode_image', 'read_image', 'is_url', 'decode_base64', 'is_image_name', 'chunks']

@@ -247,9 +247,10 @@ class Predictor:
         from .inputs import decode_image
         return decode_image(data, name, max_pixels=max_pixels, **self.load_args)
 
-    def read(self, path: str, max_pixels: Optional[int] = None) -> np.ndarray:
-        from .inputs import read_image
-        return read_image(path, max_pixels=max_pixels, **self.load_args)
+    def read(self, path: str, max_pixels: Optional[int] = None, max_bytes: Optional[int] = None) -> np.ndarray:
+        """A regular image file -> BGR array, as :meth:`decode` (raises ImageError)."""
+        from .inputs import MAX_FILE_BYTES, read_image
+        return read_image(path, max_pixels=max_pixels, max_bytes=max_bytes or MAX_FILE_BYTES, **self.load_args)
 
     def prepare(self, img: np.ndarray) -> Dict[str, Any]:
         """Run the test pipeline (resize, pack) on one decoded image."""
@@ -345,5 +346,19 @@ class Predictor:
         )
 
 
-__all__ = ['Predictor', 'PredictorError', 'CheckpointMismatchError', 'read_state_dict', 'check_state_dict',
+def load_predictor(config: str, checkpoint: str, device: str = 'cpu', cfg_options: Optional[Dict] = None):
+    """The predictor for ``checkpoint``: an ONNX Runtime session for a ``.onnx`` file
+    (:class:`~swin_dense.inference.onnx_predictor.OnnxPredictor`), else a :class:`Predictor`.
+
+    Both have the same public surface (``task``, ``classes``, ``dataset_meta``, ``classes_source``,
+    ``unused_weights``, ``model``, ``decode``, ``read``, ``prepare``, ``bucket_key``, ``predict``,
+    ``draw``, ``visualizer``, ``describe``); the batch tool and the server build predictors only here.
+    """
+    if checkpoint.lower().endswith('.onnx'):
+        from .onnx_predictor import OnnxPredictor
+        return OnnxPredictor(config, checkpoint, device=device, cfg_options=cfg_options)
+    return Predictor(config, checkpoint, device=device, cfg_options=cfg_options)
+
+
+__all__ = ['Predictor', 'load_predictor', 'PredictorError', 'CheckpointMismatchError', 'read_state_dict', 'check_state_dict',
            'TASK_NAMES']

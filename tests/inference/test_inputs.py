@@ -8,8 +8,11 @@ import mmcv
 import numpy as np
 import pytest
 
-from swin_dense.inference.inputs import (ImageError, InputError, collect_inputs, decode_base64, decode_image,
-                                         image_size, is_url, output_stems, read_image)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from swin_dense.inference.inputs import (ImageError, InputError, InputImage, collect_inputs, decode_base64,
+                                         decode_image, image_size, is_url, output_stems, read_image)
 
 
 def _jpeg(h=40, w=60, seed=0):
@@ -75,9 +78,39 @@ def test_empty_or_missing_input_fails_clearly(tmp_path):
 
 
 def test_output_names_do_not_collide():
-    from swin_dense.inference.inputs import InputImage
     images = [InputImage('/x/a.jpg', 'a.jpg'), InputImage('/x/a.png', 'a.png'), InputImage('/x/b.jpg', 'b.jpg')]
     assert output_stems(images) == ['a.jpg', 'a.png', 'b']
+
+
+def _output_files(names):
+    """Every file the batch tool writes for these output names (shards/*.json and */*.png)."""
+    return [n + ext for n in names for ext in ('.png', '.json')]
+
+
+def _assert_distinct_and_no_file_is_a_folder(names):
+    files = _output_files(names)
+    assert len(set(files)) == len(files), names
+    folders = {f.rsplit('/', 1)[0] for f in files if '/' in f}
+    folders |= {p for f in folders for p in ('/'.join(f.split('/')[:k]) for k in range(1, f.count('/') + 1))}
+    assert not folders & set(files), names
+
+
+def test_adversarial_output_names_from_the_issue():
+    keys = ['x.jpg', 'x.png', 'x.png.jpg', 'a.jpg', 'a.png/b.jpg', 'a.jpg.png/c.jpg']
+    names = output_stems([InputImage('/in/' + k, k) for k in keys])
+    _assert_distinct_and_no_file_is_a_folder(names)
+    assert names[keys.index('x.png.jpg')] != 'x.png' or names[keys.index('x.png')] != 'x.png'
+
+
+_part = st.text(alphabet='xa.', min_size=1, max_size=4).filter(lambda p: p not in ('.', '..'))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.builds(lambda d, f, e: '/'.join(d + [f + e]), st.lists(_part, max_size=2), _part,
+                          st.sampled_from(['.jpg', '.png', '.png.jpg', '.jpg.png', ''])), unique=True, max_size=8))
+def test_output_names_are_unique_for_any_inputs(keys):
+    keys = [k for k in keys if k.lower().endswith(('.jpg', '.png'))]
+    _assert_distinct_and_no_file_is_a_folder(output_stems([InputImage('/in/' + k, k) for k in keys]))
 
 
 # ------------------------------------------------------------------------------------------- decoding
@@ -130,6 +163,37 @@ def test_missing_file_and_pixel_limit(tmp_path):
         decode_image(data, 'x', max_pixels=2999)
     assert info.value.reason == 'too_many_pixels' and info.value.status == 413
     assert '60x50' in str(info.value)
+
+
+def test_only_regular_files_are_read_and_reads_are_bounded(tmp_path):
+    zero = tmp_path / 'zero.png'
+    os.symlink('/dev/zero', zero)
+    with pytest.raises(ImageError) as info:
+        read_image(str(zero))
+    assert info.value.reason == 'not_a_file' and 'character device' in str(info.value)
+    fifo = tmp_path / 'pipe.jpg'
+    os.mkfifo(fifo)  # opening a FIFO for reading blocks until a writer comes: it must not be opened
+    with pytest.raises(ImageError) as info:
+        read_image(str(fifo))
+    assert info.value.reason == 'not_a_file' and 'FIFO' in str(info.value)
+    (tmp_path / 'folder.jpg').mkdir()
+    with pytest.raises(ImageError) as info:
+        read_image(str(tmp_path / 'folder.jpg'))
+    assert info.value.reason == 'not_a_file'
+    big = _write(str(tmp_path / 'big.png'), _png(50, 60))
+    with pytest.raises(ImageError) as info:
+        read_image(big, max_bytes=100)
+    assert info.value.reason == 'too_large' and info.value.status == 413
+
+
+def test_decompression_bomb_header_gives_too_many_pixels():
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.new('1', (20000, 20000)).save(buffer, 'PNG')  # 400 Mpx, over Pillow's own bomb limit; about 50 KB
+    with pytest.raises(ImageError) as info:
+        decode_image(buffer.getvalue(), 'bomb.png', max_pixels=25_000_000)
+    assert (info.value.reason, info.value.status) == ('too_many_pixels', 413)
+    assert '400000000 pixels' in str(info.value) and 'Decompression' not in str(info.value)
 
 
 def test_base64_and_urls():

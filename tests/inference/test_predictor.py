@@ -69,16 +69,28 @@ class _Custom:
     pass
 
 
+class _RunsCode:
+    """Unpickled, it would run a shell command (torch's safe loader refuses it)."""
+
+    def __reduce__(self):
+        return os.system, ('echo pwned',)
+
+
 def test_unreadable_or_unsafe_checkpoints(tmp_path, seg_ckpt):
     text = tmp_path / 'notes.pth'
     text.write_text('not a checkpoint')
-    with pytest.raises(PredictorError, match='not a readable PyTorch checkpoint'):
+    with pytest.raises(PredictorError, match='not a (readable )?PyTorch checkpoint'):
         Predictor(SEG_CONFIG, str(text))
     unsafe = str(tmp_path / 'unsafe.pth')
     torch.save({'state_dict': {}, 'meta': {'x': _Custom()}}, unsafe)
     with pytest.raises(PredictorError, match='holds a Python object of type .*_Custom, which '
                                              r'torch.load\(weights_only=True\) refuses'):
         Predictor(SEG_CONFIG, unsafe)
+    payload = str(tmp_path / 'payload.pth')
+    torch.save({'state_dict': {}, 'meta': {'x': _RunsCode()}}, payload)
+    # torch 2.14 words it "unsupported GLOBAL posix.system whose module posix is blocked"
+    with pytest.raises(PredictorError, match=f'holds a Python object of type {os.system.__module__}.system'):
+        Predictor(SEG_CONFIG, payload)
     with pytest.raises(PredictorError, match='not found'):
         Predictor(SEG_CONFIG, str(tmp_path / 'missing.pth'))
     with pytest.raises(PredictorError, match='not found'):

@@ -159,6 +159,7 @@ def test_health_and_metadata(seg_server):
     assert meta['classes'] == ['wall', 'building', 'sky', 'floor', 'tree']
     assert meta['model'] == 'EncoderDecoder' and meta['backbone'] == 'SwinTransformerV2'
     assert meta['limits'] == dict(max_body_bytes=1 << 20, max_images_per_request=4, max_pixels_per_image=MAX_PIXELS,
+                                  max_pixels_per_request=50_000_000, max_inflight_pixels=100_000_000,
                                   max_batch=8, max_queue=256, urls_allowed=False)
 
 
