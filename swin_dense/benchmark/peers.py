@@ -197,7 +197,7 @@ class MMPretrainImpl(Impl):
 
     def _build(self, size):
         backbones = require('mmpretrain.models.backbones', 'the mmpretrain peer')
-        arch = dict(self.arch, extra_norm_every_n_blocks=0)
+        arch = dict(self.arch, extra_norm_every_n_blocks=self.arch.get('extra_norm_every_n_blocks', 0))
         model = backbones.SwinTransformerV2(arch=arch, window_size=self.window, drop_path_rate=0.0,
                                             pad_small_map=False, out_indices=tuple(range(self.num_stages)),
                                             pretrained_window_sizes=[0] * self.num_stages)

@@ -21,7 +21,7 @@ from typing import Any, Dict, Optional, Set, Tuple
 
 import torch
 
-from ..arch import arch_name
+from ..arch import arch_name, has_extra_norm
 from .conversion import Conversion, check_keys, keep_backbone, split_backbone
 from .detect import detect_layout, resolve_layout
 from .errors import CheckpointError
@@ -35,23 +35,35 @@ _STAGE = re.compile(r'^layers\.(\d+)\.')
 _BLOCK_KEYS = ('norm1.weight', 'norm1.bias', 'attn.qkv.weight', 'attn.logit_scale', 'attn.cpb_mlp.0.weight',
                'attn.cpb_mlp.0.bias', 'attn.cpb_mlp.2.weight', 'attn.proj.weight', 'attn.proj.bias', 'norm2.weight',
                'norm2.bias', 'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight', 'mlp.fc2.bias')
-_UNSUPPORTED = ('a SwinV2 variant this backbone does not implement (absolute position embedding, extra norms, another '
-                'attention)')
+_UNSUPPORTED = ('a SwinV2 variant this backbone does not implement (absolute position embedding, extra norms at '
+                'other blocks than every n-th of each stage, another attention)')
+_EXTRA_NORM = re.compile(r'^layers\.\d+\.blocks\.(\d+)\.norm3\.weight$')
 
 
 @dataclass
 class Arch(StemArch):
-    """Architecture of a SwinV2 backbone read off a state dict's tensors."""
+    """Architecture of a SwinV2 backbone read off a state dict's tensors.
+
+    ``extra_norm_every_n_blocks``: the period of the extra block norms ``layers.{i}.blocks.{j}.norm3``
+    of SwinV2-H / G (0: none), read off the first block that has one.
+    """
+
+    extra_norm_every_n_blocks: int = 0
 
     def config(self) -> Dict[str, Any]:
-        """The ``arch`` argument of :class:`SwinTransformerV2`."""
-        return dict(embed_dims=self.embed_dims, depths=list(self.depths), num_heads=list(self.num_heads))
+        """The ``arch`` argument of :class:`SwinTransformerV2` (with ``extra_norm_every_n_blocks`` when > 0)."""
+        config = dict(embed_dims=self.embed_dims, depths=list(self.depths), num_heads=list(self.num_heads))
+        if self.extra_norm_every_n_blocks:
+            config['extra_norm_every_n_blocks'] = self.extra_norm_every_n_blocks
+        return config
 
     def describe(self) -> str:
-        """One line, with the named arch (tiny/small/base/large) when it is one."""
-        name = arch_name(self.embed_dims, self.depths, self.num_heads)
+        """One line, with the named arch (tiny/small/base/large/huge/giant) when it is one."""
+        name = arch_name(self.embed_dims, self.depths, self.num_heads, self.extra_norm_every_n_blocks)
         extras = f', patch_size={self.patch_size}, mlp_ratio={self.mlp_ratio:g}'
         extras += '' if self.qkv_bias else ', qkv_bias=False'
+        extras += f', extra_norm_every_n_blocks={self.extra_norm_every_n_blocks}' \
+            if self.extra_norm_every_n_blocks else ''
         return (f'embed_dims={self.embed_dims}, depths={self.depths}, num_heads={self.num_heads}{extras}'
                 + (f' ({name})' if name else ''))
 
@@ -59,7 +71,10 @@ class Arch(StemArch):
         """(required, optional) official-scheme keys; optional: the final ``norm`` and the output norms ``norm{i}``."""
         block_keys = _BLOCK_KEYS + (('attn.q_bias', 'attn.v_bias') if self.qkv_bias else ())
         norms = ['norm'] + [f'norm{i}' for i in range(self.num_stages)]
-        return scheme_keys(self.depths, block_keys), {f'{n}.{p}' for n in norms for p in ('weight', 'bias')}
+        extra_norms = {f'layers.{i}.blocks.{j}.norm3.{p}' for i, depth in enumerate(self.depths) for j in range(depth)
+                       if has_extra_norm(j, self.extra_norm_every_n_blocks) for p in ('weight', 'bias')}
+        return (scheme_keys(self.depths, block_keys) | extra_norms,
+                {f'{n}.{p}' for n in norms for p in ('weight', 'bias')})
 
 
 def convert_state_dict(state_dict: Dict[str, torch.Tensor], layout: str = 'auto',
@@ -125,7 +140,9 @@ def infer_arch(official: Dict[str, torch.Tensor]) -> Arch:
             raise CheckpointError(f'layers.{i}.blocks.0.attn.logit_scale is missing: the checkpoint is incomplete or '
                                   'not SwinV2 (V1 has no logit_scale)')
         heads.append(scale.shape[0])
-    return Arch(**stem, num_heads=heads, qkv_bias='layers.0.blocks.0.attn.q_bias' in official)
+    extra_norm_blocks = [int(m.group(1)) for m in map(_EXTRA_NORM.match, official) if m]
+    return Arch(**stem, num_heads=heads, qkv_bias='layers.0.blocks.0.attn.q_bias' in official,
+                extra_norm_every_n_blocks=1 + min(extra_norm_blocks, default=-1))
 
 
 def to_official_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

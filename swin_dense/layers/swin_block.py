@@ -37,7 +37,8 @@ class Mlp(nn.Module):
 
 
 class SwinBlockV2(nn.Module):
-    """Res-post-norm Swin V2 block: ``x + DropPath(LN(attn(x)))``, then ``x + DropPath(LN(mlp(x)))``.
+    """Res-post-norm Swin V2 block: ``x + DropPath(LN(attn(x)))``, then ``x + DropPath(LN(mlp(x)))``,
+    then, with ``extra_norm``, the extra main-branch LayerNorm ``norm3`` of SwinV2-H/G (paper section 3.2).
 
     The window and shift are chosen by the stage from the map size, so one block serves any input.
 
@@ -55,12 +56,14 @@ class SwinBlockV2(nn.Module):
             while gradients are recorded; 0 for all at once.
         mlp_chunk_size: sequential MLP: ``mlp_chunk_size * window**2`` tokens per call of
             ``norm2(mlp(x))``, each checkpointed while gradients are recorded; 0 for all at once.
+        extra_norm: end the block with ``norm3`` (a LayerNorm of the block output, after the MLP
+            residual; mmpretrain's ``extra_norm``), None otherwise.
     """
 
     def __init__(self, dim: int, num_heads: int, pretrained_window_size: Tuple[int, int] = (0, 0),
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, attn_impl: str = 'sdpa', attn_chunk_size: int = 0,
-                 mlp_chunk_size: int = 0) -> None:
+                 mlp_chunk_size: int = 0, extra_norm: bool = False) -> None:
         super().__init__()
         self.mlp_chunk_size = mlp_chunk_size
         self.attn = WindowAttentionV2(dim, num_heads, pretrained_window_size, qkv_bias=qkv_bias,
@@ -70,6 +73,7 @@ class SwinBlockV2(nn.Module):
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop_rate)
         self.norm2 = nn.LayerNorm(dim)
+        self.norm3 = nn.LayerNorm(dim) if extra_norm else None
 
     def forward(self, x: torch.Tensor, window_size: int, shift_size: int,
                 mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -93,7 +97,8 @@ class SwinBlockV2(nn.Module):
         windows = self.attn(window_partition(x, window, shift), window, mask)
         x = window_reverse(windows, window, h + pad_h, w + pad_w, shift)[:, :h, :w]
         x = shortcut + self.drop_path(self.norm1(x))
-        return x + self.drop_path(self._ffn(x, window_size))
+        x = x + self.drop_path(self._ffn(x, window_size))
+        return x if self.norm3 is None else self.norm3(x)
 
     def _ffn(self, x: torch.Tensor, window_size: int) -> torch.Tensor:
         """``norm2(mlp(x))`` of (B, H, W, C). In sequential mode (``mlp_chunk_size`` > 0), over
@@ -157,20 +162,27 @@ class SwinStageV2(nn.Module):
         downsample: end the stage with :class:`PatchMergingV2`.
         mask_padding: stop real tokens from attending to the zero padding of border windows.
         with_cp: non-reentrant activation checkpointing of every block while training.
+        extra_norms: per block, whether it ends with the extra norm ``norm3`` (empty: none); the
+            backbone chooses them with ``arch.has_extra_norm``.
         **block_kwargs: passed to :class:`SwinBlockV2` (mlp_ratio, qkv_bias, drop_rate, attn_drop_rate,
             attn_impl, attn_chunk_size, mlp_chunk_size).
     """
 
     def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, pretrained_window_size: int,
                  drop_path_rates: Sequence[float], downsample: bool, mask_padding: bool = False,
-                 with_cp: bool = False, **block_kwargs: Any) -> None:
+                 with_cp: bool = False, extra_norms: Sequence[bool] = (), **block_kwargs: Any) -> None:
         super().__init__()
         self.window_size = window_size
         self.mask_padding = mask_padding
         self.with_cp = with_cp
         pws = (pretrained_window_size, pretrained_window_size)
+        extra_norms = list(extra_norms) or [False] * depth
+        if len(extra_norms) != depth:
+            raise ValueError(f'extra_norms needs one flag per block ({depth}), got {len(extra_norms)}')
         self.blocks = nn.ModuleList(
-            SwinBlockV2(dim, num_heads, pws, drop_path_rate=drop_path_rates[j], **block_kwargs) for j in range(depth))
+            SwinBlockV2(dim, num_heads, pws, drop_path_rate=drop_path_rates[j], extra_norm=extra_norms[j],
+                        **block_kwargs)
+            for j in range(depth))
         self.downsample = PatchMergingV2(dim) if downsample else None
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:

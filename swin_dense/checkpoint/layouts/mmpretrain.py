@@ -7,6 +7,8 @@
     stages.{i}.blocks.{j}.ffn.layers.0.0          <-> layers.{i}.blocks.{j}.mlp.fc1
     stages.{i}.blocks.{j}.ffn.layers.1            <-> layers.{i}.blocks.{j}.mlp.fc2
     stages.{i}.blocks.{j}.norm{1,2}               <-> layers.{i}.blocks.{j}.norm{1,2}
+    stages.{i}.blocks.{j}.norm3                   <-> layers.{i}.blocks.{j}.norm3   (the extra norms of
+                                                                               ``extra_norm_every_n_blocks``)
     stages.{i+1}.downsample.{reduction,norm}      <-> layers.{i}.downsample.*   (mmpretrain merges at the START
                                                                                of the next stage)
     norm{last}                                    <-> norm (the last output norm is the final norm)
@@ -22,12 +24,10 @@ from typing import Callable, Dict, Sequence, Tuple
 
 import torch
 
-from ..errors import CheckpointError
 from ..merging import official_to_unfold, unfold_to_official
 
 NAME = 'mmpretrain'
 _STAGE = re.compile(r'^(?:stages|layers)\.(\d+)\.')
-_EXTRA_NORM = re.compile(r'^stages\.\d+\.blocks\.\d+\.norm3\.')
 # (pattern, replacement) from mmpretrain to official names, and back; the downsample move and the
 # final norm are handled apart.
 _RENAMES = (
@@ -54,16 +54,9 @@ def matches(state_dict: Dict[str, torch.Tensor]) -> bool:
 def to_official(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Rename to official keys, move each downsample to the end of the previous stage, reorder its reduction.
 
-    Raises:
-        CheckpointError: extra per-block norms (``extra_norm_every_n_blocks`` of the huge/giant
-            archs), which SwinTransformerV2 does not implement.
+    The extra block norms of the huge / giant archs (``stages.{i}.blocks.{j}.norm3``) keep their
+    block-local name under ``layers.`` (the official-style name this package gives them).
     """
-    extra = sorted(k for k in state_dict if _EXTRA_NORM.match(k))
-    if extra:
-        raise CheckpointError(
-            f'this mmpretrain SwinV2 has extra block norms ({extra[0]}, ... {len(extra)} tensors, from '
-            'extra_norm_every_n_blocks > 0); SwinTransformerV2 does not implement them and no public checkpoint '
-            'confirms where they go, so the weights cannot be used. Use a checkpoint without extra norms.')
     final = f'norm{_num_stages(state_dict) - 1}.'
     return _convert(state_dict, ('stages', 'layers'), -1, unfold_to_official, (final, 'norm.'), _RENAMES)
 

@@ -1,7 +1,9 @@
 """microsoft/Swin-Transformer SwinV2 (``{'model': ...}``): the reference key scheme.
 
 ``layers.{i}.blocks.{j}.attn.{qkv,q_bias,v_bias,logit_scale,cpb_mlp,proj}``, ``layers.{i}.downsample``
-at the end of stage i, final ``norm``, ``head``.
+at the end of stage i, final ``norm``, ``head``. The official code has no SwinV2-H / G extra norms; this
+package names them ``layers.{i}.blocks.{j}.norm3`` (beside the block's ``norm1`` / ``norm2``, as mmpretrain
+does), so they pass through every official-scheme step unchanged.
 """
 from typing import Dict
 

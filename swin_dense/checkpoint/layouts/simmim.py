@@ -7,6 +7,10 @@ MLP is called ``rpe_mlp`` (also in SimMIM fine-tunes, without the prefix)::
     *.attn.rpe_mlp.*              <-> *.attn.cpb_mlp.*
     encoder.mask_token, decoder.* <-> mask_token, decoder.* (pre-training only: dropped when converting)
 
+A SwinV2-H / G encoder pre-trained with extra norms every n blocks has them in the official-style
+name, ``encoder.layers.{i}.blocks.{j}.norm3`` (``swinv2.py``), which maps to ``layers.{i}.blocks.{j}.norm3``
+with the rest.
+
 :func:`from_official` writes the pre-training form (``encoder.`` prefix). The coordinate tables these
 checkpoints store are checked against the released CPB formula when converting
 (``windows.pretrained_window_from_coords``), since the SimMIM-era code had a variant.

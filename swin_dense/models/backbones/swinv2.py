@@ -8,7 +8,8 @@ Image (B, 3, H, W)
   -> norm{i} on every stage in ``out_indices``                        (B, 2^i C, H/2^(i+2), W/2^(i+2))
 
 Any H x W works (sizes are ceil-divided); state-dict keys are the official microsoft/Swin-Transformer
-ones, plus ``norm0``..``norm3`` for the outputs.
+ones, plus ``norm0``..``norm3`` for the outputs. The official code has no extra norms (SwinV2-H/G); theirs
+are ``layers.{i}.blocks.{j}.norm3``, beside the official ``norm1``/``norm2`` and as mmpretrain names them.
 """
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -19,7 +20,7 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...arch import per_stage, resolve_arch
+from ...arch import has_extra_norm, per_stage, resolve_arch
 from ...layers.linear import FusedLinear
 from ...layers.swin_block import SwinStageV2
 from ...layers.window_attention import ATTN_IMPLS
@@ -59,7 +60,10 @@ class SwinTransformerV2(BaseModule):
     ``type='SwinTransformerV2'`` after ``custom_imports=dict(imports=['swin_dense'])``.
 
     Args:
-        arch: 'tiny', 'small', 'base', 'large' or dict(embed_dims, depths, num_heads).
+        arch: 'tiny', 'small', 'base', 'large', 'huge', 'giant' (``arch.ARCH_ZOO``) or
+            dict(embed_dims, depths, num_heads[, extra_norm_every_n_blocks]) as mmpretrain's: with
+            ``extra_norm_every_n_blocks=n`` > 0 (huge and giant: 6), block ``j`` of every stage with
+            ``(j + 1) % n == 0`` ends with an extra LayerNorm ``layers.{i}.blocks.{j}.norm3``.
         window_size: window per stage (int or one per stage).
         pretrained_window_size: per stage, as ``window_size``: the window each stage's position-bias
             MLPs were trained with (int or one per stage, 0 = none). For the public 192-px
@@ -107,7 +111,7 @@ class SwinTransformerV2(BaseModule):
                  init_cfg: Optional[Dict] = None) -> None:
         init_cfg = pretrained_init_cfg(pretrained, init_cfg)
         super().__init__(init_cfg=init_cfg)
-        embed_dims, depths, num_heads = resolve_arch(arch)
+        embed_dims, depths, num_heads, extra_norm_every_n_blocks = resolve_arch(arch)
         num_stages = len(depths)
         windows = per_stage(window_size, num_stages, 'window_size')
         pretrained_windows = per_stage(pretrained_window_size, num_stages, 'pretrained_window_size')
@@ -120,6 +124,7 @@ class SwinTransformerV2(BaseModule):
         self.embed_dims = embed_dims
         self.depths = depths
         self.num_heads = num_heads
+        self.extra_norm_every_n_blocks = extra_norm_every_n_blocks
         self.window_size = windows
         self.pretrained_window_size = pretrained_windows
         self.out_indices = tuple(out_indices)
@@ -129,14 +134,16 @@ class SwinTransformerV2(BaseModule):
 
         self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size)
         self.pos_drop = nn.Dropout(drop_rate)
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
         self.layers = nn.ModuleList()
         for i in range(num_stages):
             start = sum(depths[:i])
             self.layers.append(SwinStageV2(
                 self.num_features[i], depths[i], num_heads[i], windows[i], pretrained_windows[i],
                 drop_path_rates=dpr[start:start + depths[i]], downsample=i < num_stages - 1,
-                mask_padding=mask_padding, with_cp=with_cp, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                mask_padding=mask_padding, with_cp=with_cp,
+                extra_norms=[has_extra_norm(j, extra_norm_every_n_blocks) for j in range(depths[i])],
+                mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
                 drop_rate=drop_rate, attn_drop_rate=attn_drop_rate, attn_impl=attn_impl,
                 attn_chunk_size=attn_chunks[i], mlp_chunk_size=mlp_chunks[i]))
         for i in self.out_indices:
@@ -230,10 +237,12 @@ class SwinTransformerV2(BaseModule):
         """Load ``init_cfg``'s pretrained checkpoint, or initialise from scratch as the official code.
 
         From scratch: truncated normal (std 0.02) for Linear layers, zero biases, LayerNorm (1, 0),
-        then the res-post-norms (``norm1``/``norm2`` of every block) zeroed.
+        then the res-post-norms (``norm1``/``norm2`` of every block) zeroed; the extra norms ``norm3``
+        keep (1, 0), as mmpretrain's.
         """
         if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
-            load_pretrained(self, self.init_cfg['checkpoint'])
+            load_pretrained(self, self.init_cfg['checkpoint'], allow_partial=self.init_cfg.get('allow_partial', False),
+                            setting=self.init_cfg.get('source', 'init_cfg'))
         else:
             for m in self.modules():
                 if isinstance(m, nn.Linear):

@@ -45,13 +45,6 @@ def test_mmpretrain_classifier(tmp_path, size):
     assert_matches(normed32, normed64, expected, f'mmpretrain at {size}px: output')
 
 
-def test_mmpretrain_extra_norms_are_refused():
-    state = {'stages.0.blocks.0.attn.w_msa.cpb_mlp.0.weight': torch.zeros(512, 2),
-             'stages.0.blocks.5.norm3.weight': torch.zeros(16)}
-    with pytest.raises(CheckpointError, match='extra block norms'):
-        convert_state_dict(state)
-
-
 def test_mmpretrain_loads_the_mmpretrain_layout():
     mmp = pytest.importorskip('mmpretrain.models.backbones')
     model = mmp.SwinTransformerV2(arch=dict(ARCH, extra_norm_every_n_blocks=0), img_size=SIZE, window_size=WINDOW,

@@ -216,7 +216,7 @@ def test_from_scratch_init_zeroes_post_norms_and_train_returns_self():
     (dict(arch=dict(embed_dims=16, depths=[2, 2])), "missing ['num_heads']"),
     (dict(arch=dict(embed_dims=16, depths=[2, 2], num_heads=[1])), 'same length'),
     (dict(arch=dict(embed_dims=18, depths=[1, 1], num_heads=[4, 4])), 'not divisible by num_heads=4'),
-    (dict(arch='huge'), "unknown arch 'huge'"),
+    (dict(arch='enormous'), "unknown arch 'enormous'"),
     (dict(window_size=[8, 8]), 'one value per stage'),
     (dict(attn_impl='flash'), 'attn_impl'),
     (dict(attn_chunk_size=-1), 'attn_chunk_size must be 0 (off) or a positive'),
