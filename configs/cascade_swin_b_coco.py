@@ -3,10 +3,9 @@
 # cascade_swinv2_b_coco.py only in the backbone (checked by tests/configs/test_v1_configs.py).
 _base_ = './cascade_swin_t_coco.py'
 
-# ImageNet-22K (as the V2-B parent's checkpoint, and the official V1 Cascade-B), 224 px, window 7,
-# converted by tools/convert_checkpoint.py. For the 384-px window-12 22K checkpoint
-# (swin_base_patch4_window12_384_22k.pth) add model.backbone.window_size=12 pretrain_img_size=384.
-pretrained = 'checkpoints/swin_base_patch4_window7_224_22k_v1.pth'
+# ImageNet-1K, 224 px, window 7 (the checkpoint of the official Cascade Swin-B 3x result, 51.9 box AP),
+# converted by tools/convert_checkpoint.py.
+pretrained = 'checkpoints/swin_base_patch4_window7_224_v1.pth'
 
 model = dict(
     backbone=dict(

@@ -9,5 +9,5 @@ pretrained = 'checkpoints/swin_small_patch4_window7_224_v1.pth'
 model = dict(
     backbone=dict(
         depths=[2, 2, 18, 2],
-        drop_path_rate=0.3,
+        drop_path_rate=0.2,  # the official Swin V1-S Cascade config
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)))

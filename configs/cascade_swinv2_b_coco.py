@@ -9,6 +9,6 @@ model = dict(
         arch='base',
         window_size=16,
         pretrained_window_size=[12, 12, 12, 6],
-        drop_path_rate=0.3,
+        drop_path_rate=0.3,  # the official Swin V1-B Cascade config
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[128, 256, 512, 1024]))

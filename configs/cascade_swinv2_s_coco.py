@@ -9,6 +9,6 @@ model = dict(
         arch='small',
         window_size=16,
         pretrained_window_size=[16, 16, 16, 8],
-        drop_path_rate=0.3,
+        drop_path_rate=0.2,  # the official Swin V1-S Cascade config
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[96, 192, 384, 768]))

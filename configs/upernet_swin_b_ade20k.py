@@ -1,14 +1,12 @@
 """UPerNet + Swin V1-B (mmseg's SwinTransformer) on ADE20K: the V1-T config with the base backbone,
-as upernet_swinv2_b_ade20k.py is the V2-T one with it. It differs from upernet_swinv2_b_ade20k.py
-only in the backbone (checked by tests/configs/test_v1_configs.py).
+at 512x512, the published Swin V1-B recipe (48.1 mIoU).
 
-Backbone: the public ImageNet-22K swin_base_patch4_window7_224_22k.pth (ImageNet-22K as the V2-B
-parent's checkpoint; 224 px, window 7), converted by tools/convert_checkpoint.py. For the 384-px
-window-12 22K checkpoint add ``model.backbone.window_size=12 model.backbone.pretrain_img_size=384``.
+Backbone: the public ImageNet-1K swin_base_patch4_window7_224.pth (224 px, window 7; the checkpoint
+of the published 48.1 mIoU), converted by tools/convert_checkpoint.py.
 """
 _base_ = ['./upernet_swin_t_ade20k.py']
 
-pretrained = 'checkpoints/swin_base_patch4_window7_224_22k_v1.pth'  # --cfg-options pretrained=PATH
+pretrained = 'checkpoints/swin_base_patch4_window7_224_v1.pth'  # --cfg-options pretrained=PATH
 model = dict(
     backbone=dict(
         embed_dims=128,

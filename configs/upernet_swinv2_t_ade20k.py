@@ -1,8 +1,9 @@
-"""UPerNet + SwinV2-T on ADE20K: 512x512 crops, 160k iterations, batch 16 (8 GPUs x 2 images).
+"""UPerNet + SwinV2-T on ADE20K: 512x512 crops, window 16, 160k iterations, batch 16 (8 GPUs x 2 images).
 
-The Swin recipe for ADE20K (Liu et al., 2021, as in mmseg's configs/swin): UPerNet (mmseg's
-UPerHead) with an FCN auxiliary head on stage 3, AdamW (lr 6e-5, betas (0.9, 0.999), weight decay
-0.01), 1500-iteration linear warm-up then poly decay (power 1.0) to 0, stochastic depth 0.3.
+The SwinV2 paper's ADE20K recipe for T/S/B (arXiv 2111.09883, appendix A1.2; every value and its
+source in docs/recipes.md): UPerNet (mmseg's UPerHead) with an FCN auxiliary head on stage 3, AdamW
+(lr 4e-5, betas (0.9, 0.999), weight decay 0.05), layer-wise lr decay 0.95, 1500-iteration linear
+warm-up then linear decay (poly, power 1.0) to 0, stochastic depth 0.3.
 No weight decay on norms and on the V2 attention parameters (cpb_mlp, logit_scale, q_bias, v_bias).
 
 Backbone: the public ImageNet-1K SwinV2-T checkpoint trained at 256 px with window 16
@@ -52,8 +53,9 @@ optim_wrapper = dict(
     _delete_=True,
     type='NanGuardOptimWrapper',
     on_nonfinite='stop',
-    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(custom_keys={
+    constructor='SwinV2LayerDecayOptimizerConstructor',
+    optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), weight_decay=0.05),
+    paramwise_cfg=dict(decay_rate=0.95, custom_keys={
         'norm': dict(decay_mult=0.),  # every LayerNorm of the backbone (norm1/norm2, norm0..3, merging, embed)
         'cpb_mlp': dict(decay_mult=0.),
         'logit_scale': dict(decay_mult=0.),
@@ -65,7 +67,8 @@ param_scheduler = [
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000, by_epoch=False),
 ]
 
-# 8 GPUs x 2 images = 16; with fewer GPUs keep 16 images (gradient accumulation) or scale lr
+# 8 GPUs x 2 images = 16. Other GPU counts: keep 16 (fewer images per GPU, or accumulation), or scale
+# iterations and warm-up by 16 / batch and keep the lr, as docs/recipes.md ("More GPUs") lists.
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader

@@ -1,13 +1,17 @@
 #!/usr/bin/env python
 """Evaluate a checkpoint with a config's test dataloader and evaluator (mmdet or mmseg scope).
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show-dir DIR]
-                         [--metrics-out metrics.json] [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl | --out DIR] [--tta]
+                         [--show] [--wait-time S] [--show-dir DIR] [--metrics-out metrics.json]
+                         [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
                          [--data-check exists|header|decode | --skip-data-check]
 
-Detection configs log the full COCO tables (box AP and mask AP); segmentation configs the
-config's evaluator (mIoU, ...). The test set is checked first (swin_dense.datasets; see
-docs/datasets.md, "Checking a dataset"). The checkpoint is read with ``torch.load(weights_only=True)``;
+The options of mmdet's and mmseg's own ``tools/test.py`` (``--tta``, ``--show``, ``--wait-time``,
+``--show-dir``, ``--out``), for both tasks. Detection configs log the full COCO tables (box AP and
+mask AP); segmentation configs the config's evaluator (mIoU, ...). The test set is checked first
+(swin_dense.datasets; see docs/datasets.md, "Checking a dataset"). The checkpoint is read with
+``torch.load(weights_only=True)`` and refused, naming the missing and unexpected weights, unless it
+holds every weight of the model with its shape (``swin_dense.inference.predictor.check_state_dict``);
 ``swin_dense.runtime`` (imported here) allows the types mmengine checkpoints contain
 (swin_dense/engine/safe_load.py) and registers the hooks the configs name.
 Distributed: tools/dist_test.sh CONFIG CHECKPOINT GPUS [...].
@@ -32,6 +36,9 @@ from mmengine.runner import Runner  # noqa: E402
 import swin_dense.runtime  # noqa: E402,F401  hooks, optimizer wrappers, 'atomic_local', checkpoint allowlist
 from swin_dense.cli import merge_cfg_options, setup_distributed, setup_scope  # noqa: E402
 from swin_dense.datasets import MODES, DatasetError, validate_config  # noqa: E402
+import swin_dense.models.det_tta  # noqa: E402,F401  InstanceSegTTAModel, the detection configs' tta_model
+from swin_dense.inference.predictor import (CheckpointMismatchError, PredictorError,  # noqa: E402
+                                            check_state_dict, read_state_dict)
 
 
 def parse_args():
@@ -39,7 +46,13 @@ def parse_args():
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save the evaluation logs')
-    parser.add_argument('--out', type=str, help='dump the raw predictions to this pickle file (e.g. results.pkl)')
+    parser.add_argument('--out', type=str,
+                        help='a .pkl file: dump the raw predictions to it (both tasks); any other path '
+                             '(segmentation only, as mmseg): a directory the predicted label maps are written to as PNGs')
+    parser.add_argument('--tta', action='store_true',
+                        help="test-time augmentation: the config's tta_model and tta_pipeline (multi-scale + flip)")
+    parser.add_argument('--show', action='store_true', help='show each drawn prediction in a window')
+    parser.add_argument('--wait-time', type=float, default=2, help='seconds each --show window stays (default 2)')
     parser.add_argument('--show-dir', help='save drawn predictions into this directory (under the work dir)')
     parser.add_argument('--metrics-out', type=str, help='write the metrics dict to this JSON file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -56,22 +69,44 @@ def parse_args():
     return args
 
 
-def _enable_visualization(cfg: Config, task: str, show_dir: str) -> None:
+def _enable_visualization(cfg: Config, task: str, show_dir, show: bool, wait_time: float) -> None:
+    """Draw every test prediction: into ``show_dir`` and / or in a window (``show``), as mmdet's and mmseg's test.py."""
     hooks = cfg.default_hooks
     if 'visualization' not in hooks:
-        raise RuntimeError('--show-dir needs a `visualization` hook in default_hooks')
+        raise SystemExit('--show / --show-dir need a `visualization` hook in the config\'s default_hooks')
     hooks.visualization['draw'] = True
+    hooks.visualization['show'] = show
+    hooks.visualization['wait_time'] = wait_time
     if task == 'det':
-        hooks.visualization['test_out_dir'] = show_dir
+        if show_dir:
+            hooks.visualization['test_out_dir'] = show_dir
     else:
         # mmseg's hook draws every `interval`-th image and saves under the visualizer's save_dir.
         hooks.visualization['interval'] = 1
-        cfg.visualizer['save_dir'] = show_dir if osp.isabs(show_dir) else osp.join(cfg.work_dir, show_dir)
+        if show_dir:
+            cfg.visualizer['save_dir'] = show_dir if osp.isabs(show_dir) else osp.join(cfg.work_dir, show_dir)
+
+
+def _enable_tta(cfg: Config) -> None:
+    """Test the config's ``tta_model`` around its model on its ``tta_pipeline``, as mmdet's and mmseg's ``--tta``."""
+    missing = [key for key in ('tta_model', 'tta_pipeline') if key not in cfg]
+    if missing:
+        raise SystemExit(f'--tta needs {" and ".join(missing)} in the config (a TTA wrapper such as '
+                         "dict(type='InstanceSegTTAModel', ...) or dict(type='SegTTAModel'), and a pipeline "
+                         "ending in TestTimeAug); see docs/detection.md or docs/segmentation.md, 'TTA'")
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.model = dict(cfg.tta_model, module=cfg.model)
 
 
 def _add_dump(cfg: Config, task: str, out: str) -> None:
+    """``--out``: a .pkl dump of the predictions, or (segmentation) a directory of predicted label PNGs."""
     if not out.endswith(('.pkl', '.pickle')):
-        raise ValueError('--out must be a .pkl or .pickle file')
+        if task == 'det':
+            raise SystemExit(f'--out {out}: detection predictions are dumped to a .pkl or .pickle file')
+        # mmseg's IoUMetric writes each prediction as a PNG of label ids under output_dir
+        cfg.test_evaluator['output_dir'] = out
+        cfg.test_evaluator['keep_results'] = True
+        return
     dump = (dict(type='DumpDetResults', out_file_path=out) if task == 'det'
             else dict(type='DumpResults', out_file_path=out))
     evaluator = cfg.test_evaluator
@@ -97,6 +132,19 @@ def _jsonable(value):
     return value
 
 
+def _check_checkpoint(runner: Runner, checkpoint: str, config: str) -> None:
+    """Refuse a checkpoint that does not hold every weight of the model, with its shape."""
+    model = runner.model.module if hasattr(runner.model, 'module') else runner.model  # TTA / DDP wrappers
+    try:
+        state, _ = read_state_dict(checkpoint)
+        unused = check_state_dict(model, state, checkpoint, config)
+    except (PredictorError, CheckpointMismatchError) as error:
+        raise SystemExit(f'{error}\nTest a checkpoint trained with this config (or fix --cfg-options).')
+    if unused:
+        print_log(f'{len(unused)} weights of {checkpoint} are not used by the model: {unused[:5]}',
+                  logger='current', level=30)
+
+
 def main():
     args = parse_args()
     cfg = Config.fromfile(args.config)
@@ -110,8 +158,10 @@ def main():
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
     cfg.resume = False
-    if args.show_dir:
-        _enable_visualization(cfg, task, args.show_dir)
+    if args.show or args.show_dir:
+        _enable_visualization(cfg, task, args.show_dir, args.show, args.wait_time)
+    if args.tta:
+        _enable_tta(cfg)
     if args.out:
         _add_dump(cfg, task, args.out)
 
@@ -123,6 +173,7 @@ def main():
 
     setup_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    _check_checkpoint(runner, args.checkpoint, args.config)
     metrics = runner.test()
     metrics = _jsonable(metrics)
     if is_main_process():

@@ -8,7 +8,7 @@
 #
 # It inherits the full COCO config and only shrinks it: a 4-stage SwinV2 with 32 channels, 64-channel
 # FPN and heads, small images, fewer proposals, plain BN in the box heads, no pretrained weights,
-# no layer decay and a short schedule.
+# and a short schedule.
 _base_ = '../cascade_swinv2_t_coco.py'
 
 data_root = 'data/sample/coco/'
@@ -98,8 +98,21 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[2], gamma=0.1),
 ]
-optim_wrapper = dict(optimizer=dict(lr=1e-3), paramwise_cfg=dict(decay_rate=1.0))
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
 default_hooks = dict(
     logger=dict(interval=20),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1, save_best=None))
 randomness = dict(seed=0)
+# TTA on the sample's 160-px test size: 128, 160 and 192 px, each with and without flip
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='TestTimeAug',
+         transforms=[
+             [dict(type='Resize', scale=scale, keep_ratio=True) for scale in [(128, 128), (160, 160), (192, 192)]],
+             [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+             [dict(type='LoadAnnotations', with_bbox=True, with_mask=True)],
+             [dict(type='PackDetInputs',
+                   meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
+                              'flip_direction'))],
+         ]),
+]
