@@ -30,7 +30,7 @@ def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='Batch inference over images, folders or list files')
     parser.add_argument('config', help='config file (mmdet or mmseg)')
-    parser.add_argument('checkpoint', help='checkpoint of that model')
+    parser.add_argument('checkpoint', help='checkpoint of that model: path, URL, hf-hub:ORG/NAME or .onnx file')
     parser.add_argument('input', help='an image, a folder (searched recursively) or a text file of image paths')
     parser.add_argument('--out', required=True, help='output folder (a stopped run continues in it)')
     parser.add_argument('--batch-size', type=int, default=1,
@@ -55,9 +55,16 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from swin_dense.engine import safe_load
     from swin_dense.inference import BatchError, ImageError, InputError, PredictorError, run_batch
+    from swin_dense.checkpoint import CheckpointError
+    from swin_dense.checkpoint.sources import resolve_checkpoint
     safe_load.install()  # the checkpoint is read with torch.load(weights_only=True): allow mmengine's types
+    try:  # a path, URL, hf-hub: id or zoo name (docs/checkpoints.md, "Sources")
+        checkpoint = resolve_checkpoint(args.checkpoint)
+    except (FileNotFoundError, CheckpointError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     try:
-        summary = run_batch(args.config, args.checkpoint, args.input, args.out, batch_size=args.batch_size,
+        summary = run_batch(args.config, checkpoint, args.input, args.out, batch_size=args.batch_size,
                             device=args.device, score_thr=args.score_thr, vis=not args.no_vis,
                             cfg_options=args.cfg_options, ann_file=args.ann_file, progress=not args.no_progress,
                             max_pixels=args.max_pixels, max_file_bytes=int(args.max_file_mb * (1 << 20)))

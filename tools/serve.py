@@ -31,7 +31,7 @@ def parse_args(argv=None):
     from mmengine.config import DictAction
     p = argparse.ArgumentParser(description='HTTP inference endpoint')
     p.add_argument('config', help='config file (mmdet or mmseg)')
-    p.add_argument('checkpoint', help='checkpoint of that model')
+    p.add_argument('checkpoint', help='checkpoint of that model: path, URL, hf-hub:ORG/NAME or .onnx file')
     p.add_argument('--host', default='127.0.0.1', help='address to listen on (default 127.0.0.1: this machine only)')
     p.add_argument('--port', type=int, default=8080, help='port (0: any free port)')
     p.add_argument('--max-batch', type=int, default=8, help='most images per forward pass (across requests)')
@@ -79,7 +79,14 @@ def main(argv=None) -> int:
     from swin_dense.inference import PredictorError
     from swin_dense.inference.auth import API_KEY_ENV, parse_api_keys
     from swin_dense.inference.server import ServerSettings, serve
+    from swin_dense.checkpoint import CheckpointError
+    from swin_dense.checkpoint.sources import resolve_checkpoint
     safe_load.install()  # the checkpoint is read with torch.load(weights_only=True): allow mmengine's types
+    try:  # a path, URL, hf-hub: id or zoo name (docs/checkpoints.md, "Sources")
+        checkpoint = resolve_checkpoint(args.checkpoint)
+    except (FileNotFoundError, CheckpointError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     settings = ServerSettings(max_batch=args.max_batch, max_images=args.max_images,
                               max_body_bytes=int(args.max_body_mb * (1 << 20)), max_pixels=args.max_pixels,
                               max_request_pixels=args.max_request_pixels, max_inflight_pixels=args.max_inflight_pixels,
@@ -89,7 +96,7 @@ def main(argv=None) -> int:
                               head_timeout_s=args.head_timeout_s, max_connections=args.max_connections,
                               docs=args.docs)
     try:
-        serve(args.config, args.checkpoint, host=args.host, port=args.port, device=args.device, settings=settings,
+        serve(args.config, checkpoint, host=args.host, port=args.port, device=args.device, settings=settings,
               cfg_options=args.cfg_options, log_level=args.log_level, access_log=not args.no_access_log,
               api_keys=parse_api_keys(os.environ.get(API_KEY_ENV, '')))
     except ValueError as e:  # a bad --allow-url-network

@@ -343,3 +343,34 @@ def test_wrong_config_checkpoint_pair_fails_at_once(ckpts, ade_sample_root, tmp_
     assert f"error: checkpoint '{ckpts['seg']}' does not match config" in proc.stderr
     assert 'weights are missing from it' in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_checkpoint_by_url_and_unknown_source(ckpts, ade_sample_root, tmp_path):
+    """The checkpoint argument takes every source (docs/checkpoints.md, "Sources"): a URL is downloaded into
+    $SWIN_DENSE_CHECKPOINTS and gives the local file's labels; a name that is no source fails at once."""
+    import functools
+    import http.server
+    import threading
+    images = tmp_path / 'images'
+    images.mkdir()
+    first = sorted(os.listdir(os.path.join(ade_sample_root, 'images', 'validation')))[0]
+    shutil.copy(os.path.join(ade_sample_root, 'images', 'validation', first), images / first)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=os.path.dirname(ckpts['seg']))
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f'http://127.0.0.1:{server.server_address[1]}/{os.path.basename(ckpts["seg"])}'
+    env = dict(tool_env(), SWIN_DENSE_CHECKPOINTS=str(tmp_path / 'cache'))
+    try:
+        for source, out in ((url, 'by_url'), (ckpts['seg'], 'by_path')):
+            proc = subprocess.run(py('infer.py', SEG_CONFIG, source, images, '--out', tmp_path / out, '--no-progress'),
+                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+    finally:
+        server.shutdown()
+    assert os.listdir(tmp_path / 'cache') == [os.path.basename(ckpts['seg'])]
+    label = os.path.splitext(first)[0] + '.png'
+    assert filecmp.cmp(tmp_path / 'by_url' / 'labels' / label, tmp_path / 'by_path' / 'labels' / label, shallow=False)
+    proc = run(py('infer.py', SEG_CONFIG, 'swinv2_tiny_no_such_model', images, '--out', tmp_path / 'bad'), check=False)
+    assert proc.returncode == 2
+    assert "error: checkpoint 'swinv2_tiny_no_such_model' does not exist" in proc.stderr
+    assert not (tmp_path / 'bad').exists()
