@@ -34,6 +34,8 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import swin_dense.runtime  # noqa: E402,F401  hooks, optimizer wrappers, 'atomic_local', checkpoint allowlist
+from swin_dense.checkpoint import CheckpointError  # noqa: E402
+from swin_dense.checkpoint.sources import resolve_checkpoint  # noqa: E402
 from swin_dense.cli import merge_cfg_options, setup_distributed, setup_scope  # noqa: E402
 from swin_dense.datasets import MODES, DatasetError, validate_config  # noqa: E402
 import swin_dense.models.det_tta  # noqa: E402,F401  InstanceSegTTAModel, the detection configs' tta_model
@@ -44,7 +46,7 @@ from swin_dense.inference.predictor import (CheckpointMismatchError, PredictorEr
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a checkpoint')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint: a file, URL, hf-hub:ORG/NAME id or zoo name')
     parser.add_argument('--work-dir', help='the dir to save the evaluation logs')
     parser.add_argument('--out', type=str,
                         help='a .pkl file: dump the raw predictions to it (both tasks); any other path '
@@ -156,7 +158,11 @@ def main():
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    cfg.load_from = args.checkpoint
+    try:  # a path, URL, hf-hub: id or zoo name (docs/checkpoints.md, "Sources")
+        checkpoint = resolve_checkpoint(args.checkpoint)
+    except (FileNotFoundError, CheckpointError) as error:
+        raise SystemExit(f'error: {error}')
+    cfg.load_from = checkpoint
     cfg.resume = False
     if args.show or args.show_dir:
         _enable_visualization(cfg, task, args.show_dir, args.show, args.wait_time)
@@ -173,7 +179,7 @@ def main():
 
     setup_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    _check_checkpoint(runner, args.checkpoint, args.config)
+    _check_checkpoint(runner, checkpoint, args.config)
     metrics = runner.test()
     metrics = _jsonable(metrics)
     if is_main_process():

@@ -78,3 +78,10 @@ def test_refuses_a_checkpoint_of_another_model(tmp_path, data):
     assert run.returncode != 0
     message = run.stdout + run.stderr
     assert 'does not match config' in message and 'decode_head' in message and 'roi_head' in message
+
+
+def test_unknown_checkpoint_source_is_one_clear_error(tmp_path, data):
+    run = _test_tool(tmp_path, SEG, 'swinv2_no_such_model', f'{data}/ade')
+    assert run.returncode != 0
+    assert "error: checkpoint 'swinv2_no_such_model' does not exist" in run.stderr
+    assert 'zoo name' in run.stderr and 'Traceback' not in run.stderr
