@@ -18,6 +18,7 @@ ROOMS: List[Tuple[str, int]] = [
     ('swin_dense.sample_data', 3),
     ('swin_dense.inference', 4),
     ('swin_dense.benchmark', 4),
+    ('swin_dense.deploy', 4),
     ('swin_dense.cli', 4),
     ('swin_dense.runtime', 4),
     ('swin_dense', 3),  # the package's __init__: registers the backbone and the optimizer constructor

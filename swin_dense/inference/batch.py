@@ -227,7 +227,7 @@ def run_batch(config: str, checkpoint: str, input_arg: str, out: str, batch_size
         swin_dense.inference.predictor.PredictorError: config / checkpoint missing or not a pair.
         BatchError: ``out`` holds another run's outputs, or bad arguments.
     """
-    from .predictor import load_predictor
+    from .loading import load_predictor
 
     log = log or (lambda msg: print(f'[infer] {msg}', file=sys.stderr, flush=True))
     if batch_size < 1:

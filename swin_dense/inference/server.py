@@ -1,4 +1,4 @@
-"""The online endpoint: a FastAPI app around one predictor (:func:`~swin_dense.inference.predictor.load_predictor`).
+"""The online endpoint: a FastAPI app around one predictor (:func:`~swin_dense.inference.loading.load_predictor`).
 
 ``POST /score`` with ``{"input_data": [<base64 image>, ...]}`` (``Content-Type: application/json``)
 answers a JSON list, one entry per image:
@@ -523,7 +523,7 @@ def serve(config: str, checkpoint: str, host: str = '127.0.0.1', port: int = 808
     """Load the model (failing at once on a bad config / checkpoint), then serve until stopped."""
     import uvicorn
 
-    from .predictor import load_predictor
+    from .loading import load_predictor
     settings = settings or ServerSettings()
     parse_networks(settings.url_allow_networks)  # a bad network spec fails before the model loads
     t0 = time.time()

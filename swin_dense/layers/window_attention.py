@@ -10,6 +10,10 @@ Two paths compute it:
   and ``16 * sigmoid(bias) + mask`` as the additive mask (``scale=1``); equal to the eager path within
   fp32 rounding (timings: docs/benchmarks.md).
 
+While the ONNX exporter traces (``torch.jit.is_tracing()``, docs/deploy.md) the eager path is
+recorded, and the position bias and the bias + mask sum are computed in the graph instead of taken
+from the per-size caches.
+
 The projections are called as modules (``self.qkv(x)``, ``self.proj(x)``), so forward hooks and
 wrappers around them (LoRA, quantisation, FSDP units) take part. The q and v biases are the
 attention's own parameters (official names) and are added to ``qkv``'s output.
@@ -79,8 +83,9 @@ class WindowAttentionV2(nn.Module):
         self._sdpa_mask_cache = None
 
     def position_bias(self, window_size: Tuple[int, int]) -> torch.Tensor:
-        """``16 * sigmoid(cpb)`` of shape (nH, N, N); cached per window while no gradient is needed."""
-        if torch.is_grad_enabled():
+        """``16 * sigmoid(cpb)`` of shape (nH, N, N); cached per window while no gradient is needed,
+        computed in the graph while tracing for ONNX export."""
+        if torch.is_grad_enabled() or torch.jit.is_tracing():
             self._bias_cache.clear()
             return continuous_position_bias(self.cpb_mlp, self.num_heads, window_size, self.pretrained_window_size)
         params = (self.cpb_mlp[0].weight, self.cpb_mlp[0].bias, self.cpb_mlp[2].weight)
@@ -121,7 +126,7 @@ class WindowAttentionV2(nn.Module):
         """
         if mask is None:
             return bias.unsqueeze(0)
-        if not cache or torch.is_grad_enabled():
+        if not cache or torch.is_grad_enabled() or torch.jit.is_tracing():
             return bias.unsqueeze(0) + mask.unsqueeze(1)
         cached = self._sdpa_mask_cache
         if cached is None or cached[0] is not bias or cached[1] is not mask:
@@ -168,7 +173,8 @@ class WindowAttentionV2(nn.Module):
         b_, n, c = x.shape
         qk, v = self._project_qkv(x)
         scale = at_least_fp32(torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp())  # (nH, 1, 1)
-        if self.attn_impl == 'eager':
+        if self.attn_impl == 'eager' or torch.jit.is_tracing():
+            # exported: the eager op order; the SDPA path's per-image loop would fix the batch in the graph
             out = self._eager(qk, v, scale, bias, mask)
         else:
             attn_mask = self.sdpa_mask(bias, mask, cache_mask)  # (nW or 1, nH, N, N)

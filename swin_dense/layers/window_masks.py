@@ -7,6 +7,11 @@ window multiples).
 
 Mask values are the official finite ``-100`` (not ``-inf``): with padding-key masking a whole
 region can be padding, and ``-inf`` would then give NaN rows.
+
+The masks and the shifted token orders are cached per size in eager runs. While the ONNX exporter
+traces (``torch.jit.is_tracing()``) the sizes are traced values: the masks and orders are then
+computed in the graph from the input's shape, with no cache, so one exported graph serves every
+input size (docs/deploy.md).
 """
 from functools import lru_cache
 from typing import Optional, Tuple
@@ -31,6 +36,8 @@ def window_partition(x: torch.Tensor, window_size: Tuple[int, int],
     """
     b, h, w, c = x.shape
     wh, ww = window_size
+    if any(shift_size) and torch.jit.is_tracing():
+        return window_partition(torch.roll(x, shifts=(-shift_size[0], -shift_size[1]), dims=(1, 2)), window_size)
     if any(shift_size):
         order, _ = _shifted_window_order((h, w), tuple(window_size), tuple(shift_size), x.device)
         return x.reshape(b, h * w, c).index_select(1, order).view(-1, wh * ww, c)
@@ -44,6 +51,8 @@ def window_reverse(windows: torch.Tensor, window_size: Tuple[int, int], h: int, 
     ``+shift_size`` if given."""
     wh, ww = window_size
     c = windows.shape[-1]
+    if any(shift_size) and torch.jit.is_tracing():
+        return torch.roll(window_reverse(windows, window_size, h, w), shifts=tuple(shift_size), dims=(1, 2))
     if any(shift_size):
         _, restore = _shifted_window_order((h, w), tuple(window_size), tuple(shift_size), windows.device)
         return windows.reshape(-1, h * w, c).index_select(1, restore).view(-1, h, w, c)
@@ -67,14 +76,12 @@ def _shifted_window_order(size: Tuple[int, int], window_size: Tuple[int, int], s
 
 def _region_ids(length: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
     """Per-position region id along one axis: the official slices (0,-ws), (-ws,-s), (-s,None)."""
-    ids = torch.zeros(length, dtype=torch.long, device=device)
-    if shift > 0:
-        ids[length - window:length - shift] = 1
-        ids[length - shift:] = 2
-    return ids
+    if shift == 0:
+        return torch.zeros(length, dtype=torch.long, device=device)
+    pos = torch.arange(length, device=device)
+    return (pos >= length - window).long() + (pos >= length - shift).long()
 
 
-@lru_cache(maxsize=64)
 def attention_mask(padded_size: Tuple[int, int], window_size: Tuple[int, int], shift_size: Tuple[int, int],
                    pad: Tuple[int, int], mask_padding: bool, device: torch.device) -> Optional[torch.Tensor]:
     """Additive attention mask for the windows of a padded (and rolled) map.
@@ -89,7 +96,17 @@ def attention_mask(padded_size: Tuple[int, int], window_size: Tuple[int, int], s
 
     Returns:
         (nW, N, N) with 0 where attention is allowed and -100 where not, or None when nothing is masked.
+        Cached per arguments, except while tracing for export, where the sizes are traced values.
     """
+    if torch.jit.is_tracing():
+        return _attention_mask(padded_size, window_size, shift_size, pad, mask_padding, device)
+    return _cached_attention_mask(tuple(padded_size), tuple(window_size), tuple(shift_size), tuple(pad),
+                                  mask_padding, device)
+
+
+def _attention_mask(padded_size: Tuple[int, int], window_size: Tuple[int, int], shift_size: Tuple[int, int],
+                    pad: Tuple[int, int], mask_padding: bool, device: torch.device) -> Optional[torch.Tensor]:
+    """:func:`attention_mask`, computed."""
     hp, wp = padded_size
     (wh, ww), (sh, sw) = window_size, shift_size
     use_pad = mask_padding and (pad[0] > 0 or pad[1] > 0)
@@ -99,11 +116,13 @@ def attention_mask(padded_size: Tuple[int, int], window_size: Tuple[int, int], s
     region = window_partition(region[None, :, :, None], window_size).squeeze(-1)  # (nW, N)
     mask = region[:, None, :] != region[:, :, None]
     if use_pad:
-        is_pad = torch.zeros(hp, wp, dtype=torch.bool, device=device)
-        is_pad[hp - pad[0]:, :] = True
-        is_pad[:, wp - pad[1]:] = True
+        is_pad = ((torch.arange(hp, device=device) >= hp - pad[0])[:, None]
+                  | (torch.arange(wp, device=device) >= wp - pad[1])[None, :])
         # The padding sits at the bottom/right before the roll; roll it like the features.
         is_pad = torch.roll(is_pad, shifts=(-sh, -sw), dims=(0, 1))
         is_pad = window_partition(is_pad[None, :, :, None], window_size).squeeze(-1)  # (nW, N)
         mask = mask | (is_pad[:, None, :] & ~is_pad[:, :, None])
     return torch.zeros(mask.shape, device=device).masked_fill_(mask, MASK_VALUE)
+
+
+_cached_attention_mask = lru_cache(maxsize=64)(_attention_mask)

@@ -131,12 +131,12 @@ def test_resume_notices_that_an_input_is_another_file(seg_ckpt, ade_images, tmp_
 
 
 def test_unwritable_out_is_refused_before_the_model_loads(seg_ckpt, ade_images, tmp_path, monkeypatch):
-    import swin_dense.inference.predictor as predictor_module
+    import swin_dense.inference.loading as loading_module
 
     def must_not_load(*args, **kwargs):
         raise AssertionError('the model was loaded before --out was checked')
 
-    monkeypatch.setattr(predictor_module, 'load_predictor', must_not_load)
+    monkeypatch.setattr(loading_module, 'load_predictor', must_not_load)
     # /sys refuses new entries even to root (sysfs); a file where a folder should be refuses them to anyone
     blocker = tmp_path / 'a_file'
     blocker.write_text('x')

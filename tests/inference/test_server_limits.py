@@ -31,7 +31,7 @@ pytest.importorskip('uvicorn')
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from inference_helpers import SEG_CONFIG, random_checkpoint  # noqa: E402
 
-from swin_dense.inference.predictor import load_predictor  # noqa: E402
+from swin_dense.inference.loading import load_predictor  # noqa: E402
 from swin_dense.inference.server import ServerSettings, bind_socket, create_app, uvicorn_config  # noqa: E402
 
 KEYS = ('first-key-0123456789', 'second-key-abcdef')

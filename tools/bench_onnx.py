@@ -1,0 +1,49 @@
+#!/usr/bin/env python
+"""Whole-segmentor CPU speed: PyTorch eager against the exported ONNX graph in ONNX Runtime.
+
+    python tools/bench_onnx.py CONFIG CHECKPOINT [--sizes 128x128 512x512 800x1344] [--repeats 5] [--threads 1]
+
+Prints a Markdown table (seconds per image, min / median of the repeats after one warm-up, and the
+largest logit difference). See docs/deploy.md.
+"""
+import argparse
+import os.path as osp
+import sys
+import warnings
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without install
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')  # mmengine 0.10 imports it
+
+
+def _size(text: str):
+    h, _, w = text.partition('x')
+    return int(h), int(w)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Eager PyTorch vs ONNX Runtime, whole segmentor, on the CPU')
+    parser.add_argument('config', help='mmseg config file')
+    parser.add_argument('checkpoint', help='checkpoint of that model')
+    parser.add_argument('--sizes', nargs='+', type=_size, default=[(128, 128), (512, 512), (800, 1344)],
+                        help='input sizes HxW (default 128x128 512x512 800x1344)')
+    parser.add_argument('--repeats', type=int, default=5, help='timed runs per size, after one warm-up')
+    parser.add_argument('--threads', type=int, default=1, help='threads of both runtimes (default 1)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from swin_dense.deploy.speed import measure_segmentor, speed_table
+    from swin_dense.engine import safe_load
+    safe_load.install()
+    torch.set_num_threads(args.threads)
+    rows = measure_segmentor(args.config, args.checkpoint, args.sizes, args.repeats)
+    print(f'{args.threads} thread(s), {args.repeats} timed runs per size, torch {torch.__version__}')
+    print(speed_table(rows))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
