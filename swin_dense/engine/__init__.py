@@ -9,6 +9,8 @@ it is imported; :mod:`swin_dense.runtime` imports them all for a run:
 * :mod:`.atomic_backend` and :mod:`.atomic_checkpoint_hook`: the ``'atomic_local'`` file backend
   (``mmengine.fileio``) and ``AtomicCheckpointHook`` (``HOOKS``): checkpoints and
   ``last_checkpoint`` written atomically, outdated ones deleted only afterwards;
+* :mod:`.truncated_checkpoint`: refuses a truncated checkpoint before ``torch.load``, naming it and the
+  newest complete one (used by ``AtomicCheckpointHook``);
 * :mod:`.rng_state`: ``RNGStateHook`` (``HOOKS``): RNG states in checkpoints, restored on resume;
 * :mod:`.nonfinite`: ``NanGuardOptimWrapper`` / ``NanGuardAmpOptimWrapper`` (``OPTIM_WRAPPERS``):
   no step from a NaN / Inf loss or gradient;

@@ -13,6 +13,12 @@ empty. Either way ``--resume`` fails. This hook does the same work in a crash-sa
 new checkpoint, then replace ``last_checkpoint`` atomically, and only then delete the outdated
 checkpoint. At every instant the file named by ``last_checkpoint`` exists and is complete.
 
+Before the run loads its checkpoint (``before_run``, which mmengine 0.10.7's ``Runner.train``,
+``val`` and ``test`` call just before ``load_or_resume``), it checks that the file is not truncated
+(:func:`~swin_dense.engine.truncated_checkpoint.check_complete`): a truncated one, left by a save
+under another hook or an incomplete copy, is refused with its name and the ``--resume`` argument for
+the newest complete checkpoint, instead of torch's error about a zip archive.
+
 It also removes, when training starts, the temporary ``.partial`` files that a writer killed in the
 middle of :func:`~swin_dense.engine.atomic_backend.atomic_write` left in the checkpoint directory.
 
@@ -21,18 +27,23 @@ backend='atomic_local'), ...)`` (``configs/_base_/swin_dense_runtime.py`` holds 
 config); every other argument is ``CheckpointHook``'s.
 
 mmengine has no public extension point for the order of these steps, so the hook overrides the
-private method. It is guarded (:mod:`swin_dense.engine.upstream`): building the hook under another
-mmengine than the one the method was read from raises, and ``tests/engine/test_upstream.py`` fails
-when the source of the overridden method or of its callers changes.
+private method; nor for the file a run will load, which the hook reads from the Runner's
+``_has_loaded``, ``_resume`` and ``_load_from`` exactly as ``Runner.load_or_resume`` does. It is
+guarded (:mod:`swin_dense.engine.upstream`): building the hook under another mmengine than the one
+the method was read from raises, and ``tests/engine/test_upstream.py`` fails
+when the source of the overridden method, of its callers or of ``load_or_resume`` changes.
 """
 import os.path as osp
+from typing import Optional
 
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
+from mmengine.runner.checkpoint import find_latest_checkpoint
 
 from .atomic_backend import atomic_write, remove_partial_files
+from .truncated_checkpoint import check_complete
 from .upstream import check_mmengine
 
 
@@ -48,6 +59,13 @@ class AtomicCheckpointHook(CheckpointHook):
     def __init__(self, *args, **kwargs) -> None:
         check_mmengine('AtomicCheckpointHook')
         super().__init__(*args, **kwargs)
+
+    def before_run(self, runner) -> None:
+        """Refuse, naming it and the newest complete checkpoint, a truncated file that the run would load."""
+        super().before_run(runner)
+        path = _checkpoint_to_load(runner)
+        if path is not None and osp.isfile(path):
+            check_complete(path, self.filename_tmpl, resume=runner._resume)
 
     def before_train(self, runner) -> None:
         """Set up as ``CheckpointHook`` does, then delete partial files left by a killed writer."""
@@ -92,6 +110,15 @@ class AtomicCheckpointHook(CheckpointHook):
             self.file_backend.remove(path)
         elif self.file_backend.isdir(path):
             self.file_backend.rmtree(path)
+
+
+def _checkpoint_to_load(runner) -> Optional[str]:
+    """The checkpoint ``Runner.load_or_resume`` (mmengine 0.10.7) will read next, or None."""
+    if runner._has_loaded:
+        return None
+    if runner._resume and runner._load_from is None:
+        return find_latest_checkpoint(runner.work_dir)
+    return runner._load_from
 
 
 __all__ = ['AtomicCheckpointHook']

@@ -40,6 +40,9 @@ GUARDED: Dict[str, Tuple[str, str]] = {
     'mmengine.hooks.CheckpointHook._save_best_checkpoint': (
         '8e1e477297ea08d7125b641c662fc44f5023556b72059986b043b4f147e03f26',
         'calls _save_checkpoint_with_step, which AtomicCheckpointHook overrides'),
+    'mmengine.runner.Runner.load_or_resume': (
+        '9c653d074f9216315d8fe9fb6db0e24e7bbcd386b4f5dfb9d8932be55bb6e68b',
+        'AtomicCheckpointHook.before_run picks the checkpoint to check from _has_loaded, _resume and _load_from as it does'),
     'mmengine.runner.Runner.save_checkpoint': (
         'e154ecbf826a9ba656f3b5a2ccb912699f8488bfe77cc80dabed1517026ae83d',
         'ZeroOptimizerHook: rank 0 calls optim_wrapper.state_dict() once and no other collective'),

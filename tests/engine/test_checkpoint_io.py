@@ -5,12 +5,15 @@ A process killed in the middle of writing a checkpoint must leave the previous c
 checkpoint. The kill is real: a child process trains a toy model with mmengine's Runner and
 SIGKILLs itself after writing half of the bytes of its third checkpoint. The same kill under
 mmengine's own ``CheckpointHook`` leaves nothing to resume from, which is what the hook fixes.
+A truncated checkpoint that reaches ``--resume`` anyway (another hook, an incomplete copy) is
+refused before ``torch.load`` with its name and the newest complete checkpoint to resume from.
 
 The toy model and runner here are shared with test_nonfinite.py.
 """
 import glob
 import hashlib
 import os
+import pickle
 import signal
 import stat
 import subprocess
@@ -30,6 +33,7 @@ from torch import nn
 import swin_dense.runtime  # noqa: F401  registers the backend, the hooks and the optimizer wrappers
 from swin_dense.engine import atomic_backend
 from swin_dense.engine.atomic_backend import AtomicLocalBackend, atomic_write, remove_partial_files
+from swin_dense.engine.truncated_checkpoint import ZIP_MAGIC, is_truncated
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -65,9 +69,10 @@ def _toy_data(n: int = 8):
 
 def toy_runner(work_dir: str, *, max_iters: int = 6, interval: int = 2, checkpoint: Optional[Dict] = None,
                optim_wrapper: Optional[Dict] = None, nan_iters: Iterable[int] = (), resume: bool = False,
-               custom_hooks=None) -> Runner:
-    """mmengine's Runner on the toy model: iteration-based, AdamW, a checkpoint every ``interval``, keep 1."""
-    ckpt = dict(ATOMIC_HOOK if checkpoint is None else checkpoint, interval=interval, by_epoch=False, max_keep_ckpts=1)
+               load_from: Optional[str] = None, max_keep_ckpts: int = 1, custom_hooks=None) -> Runner:
+    """mmengine's Runner on the toy model: iteration-based, AdamW, a checkpoint every ``interval``."""
+    ckpt = dict(ATOMIC_HOOK if checkpoint is None else checkpoint, interval=interval, by_epoch=False,
+                max_keep_ckpts=max_keep_ckpts)
     return Runner(
         model=ToyModel(nan_iters),
         work_dir=work_dir,
@@ -79,6 +84,7 @@ def toy_runner(work_dir: str, *, max_iters: int = 6, interval: int = 2, checkpoi
         default_hooks=dict(checkpoint=ckpt, logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=custom_hooks,
         resume=resume,
+        load_from=load_from,
         randomness=dict(seed=0),
         default_scope='mmengine')
 
@@ -186,6 +192,67 @@ def test_mmengine_checkpoint_hook_loses_everything_under_the_same_kill(tmp_path)
     assert not _loads(os.path.join(work_dir, 'iter_6.pth'))  # truncated
     with pytest.raises(FileNotFoundError):
         toy_runner(work_dir, checkpoint=MMENGINE_HOOK, resume=True).train()
+
+
+# ----------------------------------------------------------------------------- a truncated newest checkpoint
+def _truncate_newest_of_two(work_dir: str) -> str:
+    """Train to iteration 4 keeping iter_2.pth and iter_4.pth, then cut iter_4.pth to half its size."""
+    toy_runner(work_dir, max_iters=4, max_keep_ckpts=2).train()
+    newest = os.path.join(work_dir, 'iter_4.pth')
+    with open(newest, 'r+b') as f:
+        f.truncate(os.path.getsize(newest) // 2)
+    return newest
+
+
+def test_mmengine_resume_from_a_truncated_checkpoint_fails_inside_torch(tmp_path):
+    """The control: without the hook's check, torch.load fails with an error naming neither file nor remedy."""
+    work_dir = str(tmp_path)
+    _truncate_newest_of_two(work_dir)
+    with pytest.raises((OSError, RuntimeError)) as error:
+        toy_runner(work_dir, max_iters=6, checkpoint=MMENGINE_HOOK, resume=True).train()
+    assert 'iter_' not in str(error.value) and 'truncated' not in str(error.value)
+
+
+@pytest.mark.parametrize('explicit', [False, True], ids=['auto', 'explicit'])
+def test_resume_from_a_truncated_checkpoint_names_it_and_the_one_before(tmp_path, explicit):
+    work_dir = str(tmp_path)
+    newest = _truncate_newest_of_two(work_dir)
+    earlier = os.path.join(work_dir, 'iter_2.pth')
+    with pytest.raises(RuntimeError) as error:
+        toy_runner(work_dir, max_iters=6, max_keep_ckpts=2, resume=True, load_from=newest if explicit else None).train()
+    message = str(error.value)
+    assert f'cannot resume from {newest}: the file is truncated' in message
+    assert f'Complete checkpoints in {work_dir}: iter_2.pth. Resume from the newest of them: --resume {earlier}' \
+        in message
+
+    runner = toy_runner(work_dir, max_iters=6, max_keep_ckpts=2, resume=True, load_from=earlier)
+    runner.train()
+    assert runner.iter == 6 and _loads(os.path.join(work_dir, 'iter_6.pth'))
+
+
+def test_truncated_checkpoint_without_a_complete_one_says_to_start_anew(tmp_path):
+    work_dir = str(tmp_path)
+    newest = _truncate_newest_of_two(work_dir)
+    os.remove(os.path.join(work_dir, 'iter_2.pth'))
+    with pytest.raises(RuntimeError, match='start the run anew, without --resume'):
+        toy_runner(work_dir, resume=True).train()
+    with pytest.raises(RuntimeError, match=f'cannot load {newest}: the file is truncated'):
+        toy_runner(work_dir, load_from=newest).train()
+
+
+def test_is_truncated_at_every_cut_and_not_for_complete_or_legacy_files(tmp_path):
+    path = str(tmp_path / 'ckpt.pth')
+    torch.save(dict(state_dict=dict(w=torch.zeros(64, 64))), path)
+    data = open(path, 'rb').read()
+    assert not is_truncated(path)
+    for cut in (0, 2, len(ZIP_MAGIC), 100, len(data) // 2, len(data) - 1):
+        with open(path, 'wb') as f:
+            f.write(data[:cut])
+        assert is_truncated(path), cut
+        with pytest.raises((OSError, RuntimeError, EOFError, pickle.UnpicklingError)):  # torch's errors at these cuts
+            torch.load(path, weights_only=True)
+    torch.save(dict(w=torch.zeros(2)), path, _use_new_zipfile_serialization=False)  # torch's legacy format loads
+    assert not is_truncated(path) and torch.load(path, weights_only=True)['w'].shape == (2,)
 
 
 # ----------------------------------------------------------------------------- atomic_write and the backend
