@@ -1,7 +1,7 @@
 # HTC++ with a SwinV2-G backbone (3.0 B parameters) on COCO at 1536x1536, window 32: the L recipe of
 # configs/htcpp_swinv2_l_coco.py (paper appendix A2.1, "COCO object detection": "a multi-scale
 # training with an input image size of 1536×1536, a window size of 32×32"; docs/recipes.md) with the
-# giant arch, ZeRO stage 1, activation checkpointing and sequential attention in stages 0-1
+# giant arch, FSDP (one unit per block), activation checkpointing and sequential attention in stages 0-1
 # (configs/memory/_giant_savers_.py). Published (paper Table 3): 63.1 / 54.4 box / mask AP on test-dev.
 #
 # No public SwinV2-G weights exist: bring your own (mmpretrain or SimMIM layout; the extra norms every
@@ -22,4 +22,3 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint=pretrained),
         **_base_.giant_backbone),
     neck=dict(in_channels=[512, 1024, 2048, 4096]))
-optim_wrapper = dict(optimizer=_base_.zero_optimizer)

@@ -1,7 +1,7 @@
 """UPerNet + SwinV2-G (3.0 B parameters) on ADE20K at 640x640, window 40.
 
 The L recipe of configs/upernet_swinv2_l_ade20k.py (paper appendix A2.1, ADE20K: "The input image
-size (window size) is set 640×640 (40×40)"; docs/recipes.md) with the giant arch, ZeRO stage 1,
+size (window size) is set 640×640 (40×40)"; docs/recipes.md) with the giant arch, FSDP (one unit per block),
 activation checkpointing and sequential attention in stages 0-1 (configs/memory/_giant_savers_.py).
 Published (paper Table 4): 59.9 mIoU with multi-scale test.
 
@@ -24,4 +24,3 @@ model = dict(
         **_base_.giant_backbone),
     decode_head=dict(in_channels=[512, 1024, 2048, 4096]),
     auxiliary_head=dict(in_channels=2048))
-optim_wrapper = dict(optimizer=_base_.zero_optimizer)

@@ -14,6 +14,8 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 TASKS = {'mmdet': 'det', 'mmseg': 'seg'}
+#: FlexibleRunner strategies that wrap the model in FSDP
+FSDP_STRATEGIES = ('FSDPStrategy', 'ConsolidatedFSDPStrategy')
 
 
 def detect_task(cfg: Config) -> str:
@@ -105,7 +107,8 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
     mmengine's ``init_dist`` calls ``torch.cuda.set_device``, and its default DDP wrapper passes
     ``device_ids=[LOCAL_RANK]``; both fail without GPUs. Without CUDA this initialises the process
     group with gloo itself (the Runner then skips its own initialisation) and wraps the model in
-    ``MMDistributedDataParallel`` without ``device_ids``.
+    ``MMDistributedDataParallel`` without ``device_ids``; an FSDP strategy (FlexibleRunner) gets
+    ``model_wrapper.device_id='cpu'`` instead of its default GPU index ``LOCAL_RANK``.
     """
     if launcher == 'none':
         return
@@ -113,7 +116,10 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
         return
     import torch.distributed as dist
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
-    if cfg.get('model_wrapper_cfg') is None:
+    if cfg.get('strategy', {}).get('type') in FSDP_STRATEGIES:
+        # FSDPStrategy passes device_id=LOCAL_RANK (a GPU index) by default
+        cfg.strategy.setdefault('model_wrapper', {}).setdefault('device_id', 'cpu')
+    elif cfg.get('model_wrapper_cfg') is None:
         # device_ids=None explicitly: the Runner adds device_ids=[LOCAL_RANK] by default
         cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
                                      find_unused_parameters=cfg.get('find_unused_parameters', False))
@@ -164,4 +170,4 @@ def enable_amp(cfg: Config, dtype: Optional[str] = None) -> None:
         wrapper.dtype = dtype
 
 
-__all__ = ['AMP_WRAPPERS', 'detect_task', 'setup_scope', 'merge_cfg_options', 'setup_distributed', 'enable_amp']
+__all__ = ['AMP_WRAPPERS', 'FSDP_STRATEGIES', 'detect_task', 'setup_scope', 'merge_cfg_options', 'setup_distributed', 'enable_amp']

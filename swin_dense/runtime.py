@@ -12,7 +12,8 @@ written for the plain backbone run with them too. Importing it, in every (distri
 
 * registers in mmengine's root registries ``AtomicCheckpointHook``, ``RNGStateHook``,
   ``ZeroOptimizerHook`` and ``ValidateDatasetHook`` (``HOOKS``), ``NanGuardOptimWrapper`` and
-  ``NanGuardAmpOptimWrapper`` (``OPTIM_WRAPPERS``) and the ``'atomic_local'`` file backend
+  ``NanGuardAmpOptimWrapper`` (``OPTIM_WRAPPERS``), ``ConsolidatedFSDPStrategy`` (``STRATEGIES``),
+  ``swin_block_auto_wrap_policy`` (``FUNCTIONS``) and the ``'atomic_local'`` file backend
   (``mmengine.fileio``);
 * adds mmengine's checkpoint types to torch's ``weights_only`` allowlist for the process
   (:func:`swin_dense.engine.safe_load.install`; nothing else in the package installs it), so that
@@ -22,7 +23,7 @@ written for the plain backbone run with them too. Importing it, in every (distri
 Nothing here patches mmengine's or torch's code; see docs/training.md ("Reliability").
 """
 from .datasets import hook as _dataset_hook  # noqa: F401  ValidateDatasetHook
-from .engine import atomic_backend, atomic_checkpoint_hook, nonfinite, rng_state, safe_load, zero  # noqa: F401
+from .engine import atomic_backend, atomic_checkpoint_hook, fsdp, nonfinite, rng_state, safe_load, zero  # noqa: F401
 
 safe_load.install()
 

@@ -35,6 +35,7 @@ from swin_dense.checkpoint import LAYOUTS, CheckpointError, convert_checkpoint  
 from swin_dense.checkpoint.convert_file import DST_FORMATS  # noqa: E402
 from swin_dense.checkpoint.v1 import V1_LAYOUTS  # noqa: E402
 from swin_dense.checkpoint.windows import parse_window_arg  # noqa: E402
+from swin_dense.engine import safe_load  # noqa: E402
 
 
 def _window_arg(text: str) -> List[int]:
@@ -78,8 +79,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Convert and print the report; 1 with a message on stderr when SRC cannot be converted."""
     args = parse_args(argv)
     try:
-        result = convert_checkpoint(args.src, args.dst, args.src_format, args.pretrained_window_size,
-                                    args.dst_format, window_size=args.window_size)
+        with safe_load.allowed():  # whole training checkpoints (FSDP's consolidated ones too) carry mmengine's types
+            result = convert_checkpoint(args.src, args.dst, args.src_format, args.pretrained_window_size,
+                                        args.dst_format, window_size=args.window_size)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f'error: cannot convert {args.src}: {err}', file=sys.stderr)
         return 1

@@ -36,7 +36,7 @@ from mmengine.runner import Runner  # noqa: E402
 import swin_dense.runtime  # noqa: E402,F401  hooks, optimizer wrappers, 'atomic_local', checkpoint allowlist
 from swin_dense.checkpoint import CheckpointError  # noqa: E402
 from swin_dense.checkpoint.sources import resolve_checkpoint  # noqa: E402
-from swin_dense.cli import merge_cfg_options, setup_distributed, setup_scope  # noqa: E402
+from swin_dense.cli import FSDP_STRATEGIES, merge_cfg_options, setup_distributed, setup_scope  # noqa: E402
 from swin_dense.datasets import MODES, DatasetError, validate_config  # noqa: E402
 import swin_dense.models.det_tta  # noqa: E402,F401  InstanceSegTTAModel, the detection configs' tta_model
 from swin_dense.inference.predictor import (CheckpointMismatchError, PredictorError,  # noqa: E402
@@ -178,6 +178,10 @@ def main():
             raise SystemExit(f'dataset check failed: {error}\n(--skip-data-check tests without this check)')
 
     setup_distributed(cfg, args.launcher)
+    if args.launcher == 'none' and cfg.get('strategy', {}).get('type') in FSDP_STRATEGIES:
+        # FSDP checkpoints are consolidated files (swin_dense/engine/fsdp.py): one process tests them on the Runner
+        cfg.pop('runner_type')
+        cfg.pop('strategy')
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     _check_checkpoint(runner, checkpoint, args.config)
     metrics = runner.test()

@@ -9,7 +9,8 @@ Before the Runner is built, the train and val datasets are checked (swin_dense.d
 corrupt or mis-sized files, malformed annotation files, no annotated image); a failure names the
 files and exits before any iteration. See docs/datasets.md ("Checking a dataset").
 
-Distributed: tools/dist_train.sh CONFIG GPUS [...] (torchrun; gloo on machines without CUDA).
+Distributed: tools/dist_train.sh CONFIG GPUS [...] (torchrun; gloo on machines without CUDA). A config
+with ``runner_type='FlexibleRunner'`` (FSDP: configs/memory/_fsdp_.py) runs on mmengine's FlexibleRunner.
 """
 import argparse
 import os
@@ -26,7 +27,7 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import swin_dense.runtime  # noqa: E402,F401  hooks, optimizer wrappers, 'atomic_local', checkpoint allowlist
-from swin_dense.cli import enable_amp, merge_cfg_options, setup_distributed, setup_scope  # noqa: E402
+from swin_dense.cli import FSDP_STRATEGIES, enable_amp, merge_cfg_options, setup_distributed, setup_scope  # noqa: E402
 from swin_dense.datasets import MODES, DatasetError, validate_config  # noqa: E402
 
 
@@ -90,6 +91,9 @@ def main():
     if args.launcher == 'none' and optimizer.get('type') == 'ZeroRedundancyOptimizer':
         raise SystemExit('this config shards the optimizer state with ZeroRedundancyOptimizer, which needs a '
                          'distributed run: start it with tools/dist_train.sh CONFIG GPUS (GPUS=1 works)')
+    if args.launcher == 'none' and cfg.get('strategy', {}).get('type') in FSDP_STRATEGIES:
+        raise SystemExit(f'this config shards the model with FSDP ({cfg.strategy.type}), which needs a distributed '
+                         'run: start it with tools/dist_train.sh CONFIG GPUS (GPUS=1 works)')
 
     if not args.skip_data_check:
         try:

@@ -16,10 +16,13 @@ it is imported; :mod:`swin_dense.runtime` imports them all for a run:
   no step from a NaN / Inf loss or gradient;
 * :mod:`.zero`: ``ZeroOptimizerHook`` (``HOOKS``): checkpoints of a ZeRO-sharded optimizer
   (docs/distributed.md);
+* :mod:`.fsdp`: ``swin_block_auto_wrap_policy`` (``FUNCTIONS``) and ``ConsolidatedFSDPStrategy``
+  (``STRATEGIES``): FSDP on mmengine's FlexibleRunner, one unit per SwinV2 block, one consolidated
+  checkpoint, ``--resume`` (docs/distributed.md, "FSDP");
 * :mod:`.safe_load`: mmengine's checkpoint types under ``torch.load(weights_only=True)``, for the
   whole process (``install``, which :mod:`swin_dense.runtime` calls) or for one file (``load``);
-* :mod:`.upstream`: the mmengine internals that ``AtomicCheckpointHook`` and ``ZeroOptimizerHook``
-  rely on, and the version guard on them.
+* :mod:`.upstream`: the mmengine internals that ``AtomicCheckpointHook``, ``ZeroOptimizerHook`` and
+  ``ConsolidatedFSDPStrategy`` rely on, and the version guard on them.
 
 Import what you need from its module (``from swin_dense.engine.rng_state import RNGStateHook``).
 """

@@ -98,21 +98,28 @@ class NanGuard:
             self._consecutive_skips = 0
 
     def _gradients_finite(self) -> bool:
-        """Whether every gradient is finite: their max-norm (no overflow, NaN propagates) is."""
+        """Whether every gradient is finite on every rank: their max-norm (no overflow, NaN propagates) is.
+
+        Under ZeRO or FSDP each rank holds only its own shards, so the ranks agree through a reduction.
+        """
         grads = [p.grad for group in self.optimizer.param_groups for p in group['params'] if p.grad is not None]
         if not grads:
-            return True
-        return bool(torch.isfinite(torch.nn.utils.get_total_norm(grads, norm_type=float('inf'))))
+            return self._on_every_rank(torch.tensor(True))
+        return self._on_every_rank(torch.isfinite(torch.nn.utils.get_total_norm(grads, norm_type=float('inf'))))
+
+    @classmethod
+    def _all_ranks_finite(cls, loss: torch.Tensor) -> bool:
+        """``isfinite(loss)`` on this rank and, in distributed runs, on every rank."""
+        return cls._on_every_rank(torch.isfinite(loss.detach()).all())
 
     @staticmethod
-    def _all_ranks_finite(loss: torch.Tensor) -> bool:
-        """``isfinite(loss)`` on this rank and, in distributed runs, on every rank."""
-        finite = torch.isfinite(loss.detach()).all()
+    def _on_every_rank(flag: torch.Tensor) -> bool:
+        """A boolean scalar's AND over all ranks (this rank's value outside distributed runs)."""
         if get_world_size() > 1:
-            flag = finite.to(torch.float32)
+            flag = flag.to(torch.float32)
             all_reduce(flag, op='min')
             return bool(flag.item() > 0)
-        return bool(finite)
+        return bool(flag)
 
     def _reject(self, what: str) -> None:
         """Stop, or count a skip (stopping after too many in a row); ``what`` is e.g. 'loss (nan)'."""

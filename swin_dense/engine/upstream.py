@@ -1,6 +1,6 @@
-"""The mmengine internals two engine pieces rely on, pinned to the mmengine they were checked against.
+"""The mmengine internals three engine pieces rely on, pinned to the mmengine they were checked against.
 
-mmengine has no public extension point for two things this package does:
+mmengine has no public extension point for two things this package does, and one method to mend:
 
 * :class:`~swin_dense.engine.atomic_checkpoint_hook.AtomicCheckpointHook`: the order in which
   ``CheckpointHook`` deletes the outdated checkpoint, writes the new one and writes ``last_checkpoint``
@@ -12,8 +12,11 @@ mmengine has no public extension point for two things this package does:
   ``save_checkpoint`` calls ``optim_wrapper.state_dict()`` once (with ``save_optimizer``) and runs no
   other collective, while ``ZeroRedundancyOptimizer.state_dict`` is the gather every rank joins,
   and while ``CheckpointHook`` calls ``runner.save_checkpoint`` on every rank.
+* :class:`~swin_dense.engine.fsdp.ConsolidatedFSDPStrategy`: ``FSDPStrategy.load_optim_state_dict``
+  calls torch's ``FSDP.optim_state_dict_to_load`` with the argument order of torch < 2.1, so
+  ``--resume`` fails; the strategy (a registered subclass, chosen in the config) re-implements it.
 
-Both are guarded twice. At run time, :func:`check_mmengine` (called when the hooks are built or
+All three are guarded twice. At run time, :func:`check_mmengine` (called when the hooks are built or
 switched on) refuses any mmengine but :data:`VERIFIED_MMENGINE` with a message that says what to
 re-check. In the tests, ``tests/engine/test_upstream.py`` compares the source of every entry of
 :data:`GUARDED` with the sha256 recorded here, so raising the mmengine pin fails loudly until
@@ -49,6 +52,9 @@ GUARDED: Dict[str, Tuple[str, str]] = {
     'mmengine.optim.ZeroRedundancyOptimizer.state_dict': (
         'b55910ba1f0c5473b0cd994999c30bde92e5c1ab346ab3cc2fa4af652c51affc',
         'ZeroOptimizerHook: the gather of the optimizer shards that every rank joins'),
+    'mmengine._strategy.fsdp.FSDPStrategy.load_optim_state_dict': (
+        'cd4df4cbc6655fa1f77e6c298437a30d5a42732b7419d9da06e68548c02d27db',
+        'ConsolidatedFSDPStrategy re-implements it with the argument order of torch >= 2.1'),
 }
 
 

@@ -115,11 +115,26 @@ def _ddp_rank(rank: int, port: int, results) -> None:
         except NonFiniteLossError:
             weights.append('stopped')
         results.put((rank, on_nonfinite, weights))
+    # ZeRO / FSDP: each rank steps only its own shard, so an Inf gradient on rank 1's shard (finite
+    # loss) must make rank 0 skip too, or the shards would drift apart
+    torch.manual_seed(rank)
+    shard = nn.Linear(3, 1)
+    wrapper = NanGuardOptimWrapper(optimizer=torch.optim.SGD(shard.parameters(), lr=0.1), on_nonfinite='skip')
+    weights = []
+    for step in range(3):
+        scale = float('inf') if rank == 1 and step == 1 else 1.0
+        with wrapper.optim_context(shard):
+            out = shard(torch.ones(1, 3))
+        out.register_hook(lambda grad, scale=scale: grad * scale)
+        wrapper.update_params(out.sum())
+        weights.append(shard.weight.detach().clone().tolist())
+    results.put((rank, 'sharded', weights))
     dist.destroy_process_group()
 
 
 def test_distributed_ranks_agree():
-    """A NaN on one rank makes every rank skip (or stop) together; alone, it would deadlock DDP's all-reduce."""
+    """A NaN on one rank makes every rank skip (or stop) together; alone, it would deadlock DDP's all-reduce.
+    An Inf gradient in one rank's shard (ZeRO / FSDP) skips the step on every rank."""
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
@@ -132,9 +147,12 @@ def test_distributed_ranks_agree():
         p.join(120)
     assert [p.exitcode for p in procs] == [0, 0], 'a rank hung or failed'
     got = {}
-    for _ in range(4):
+    for _ in range(6):
         rank, mode, weights = results.get(timeout=10)
         got[rank, mode] = weights
+    for rank in range(2):  # an Inf gradient on one rank's shard skips the step on both
+        sharded = got[rank, 'sharded']
+        assert sharded[1] == sharded[0] != sharded[2], rank
     assert got[0, 'skip'] == got[1, 'skip'] and got[0, 'stop'] == got[1, 'stop']
     skip, stop = got[0, 'skip'], got[0, 'stop']
     assert len(skip) == 3 and skip[1] == skip[0] != skip[2]  # the second step left out on both ranks

@@ -1,5 +1,6 @@
 """The SwinV2-G configs: they load, their backbone builds (parameters on the meta device) with
-mmpretrain's giant parameter count, and they carry the paper's sizes and the memory savers."""
+mmpretrain's giant parameter count, and they carry the paper's sizes and the memory savers (FSDP,
+activation checkpointing, sequential attention)."""
 import os
 
 import pytest
@@ -20,8 +21,10 @@ def test_giant_config_builds_on_meta(name, window, neck_key):
     assert backbone.pop('type') == 'SwinTransformerV2' and backbone.pop('init_cfg')['type'] == 'Pretrained'
     assert backbone['arch'] == 'giant' and backbone['window_size'] == window
     assert backbone['with_cp'] and list(backbone['attn_chunk_size']) == [32, 32, 0, 0]
-    assert cfg.optim_wrapper.optimizer.type == 'ZeroRedundancyOptimizer'
-    assert dict(type='ZeroOptimizerHook') in cfg.custom_hooks
+    # FSDP on mmengine's FlexibleRunner, one unit per SwinV2 block; the L config's AdamW, unsharded by ZeRO
+    assert cfg.runner_type == 'FlexibleRunner' and cfg.strategy.type == 'ConsolidatedFSDPStrategy'
+    assert cfg.strategy.model_wrapper == dict(use_orig_params=True, auto_wrap_policy='swin_block_auto_wrap_policy')
+    assert cfg.optim_wrapper.optimizer.type == 'AdamW' and 'custom_hooks' not in cfg
     assert list(cfg.model[neck_key].in_channels) == [512, 1024, 2048, 4096]
     with empty_parameters():
         model = SwinTransformerV2(**backbone)
