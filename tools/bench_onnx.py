@@ -1,10 +1,12 @@
 #!/usr/bin/env python
-"""Whole-segmentor CPU speed: PyTorch eager against the exported ONNX graph in ONNX Runtime.
+"""Whole-model CPU speed of a segmentor or Cascade Mask R-CNN: PyTorch eager against the exported ONNX
+graph in ONNX Runtime.
 
     python tools/bench_onnx.py CONFIG CHECKPOINT [--sizes 128x128 512x512 800x1344] [--repeats 5] [--threads 1]
+                               [--cfg-options k=v ...]
 
 Prints a Markdown table (seconds per image, min / median of the repeats after one warm-up, and the
-largest logit difference). See docs/deploy.md.
+largest logit difference, or for a detector the largest box difference). See docs/deploy.md.
 """
 import argparse
 import os.path as osp
@@ -21,13 +23,15 @@ def _size(text: str):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Eager PyTorch vs ONNX Runtime, whole segmentor, on the CPU')
-    parser.add_argument('config', help='mmseg config file')
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description='Eager PyTorch vs ONNX Runtime, whole model, on the CPU')
+    parser.add_argument('config', help='mmseg or mmdet config file')
     parser.add_argument('checkpoint', help='checkpoint of that model')
     parser.add_argument('--sizes', nargs='+', type=_size, default=[(128, 128), (512, 512), (800, 1344)],
                         help='input sizes HxW (default 128x128 512x512 800x1344)')
     parser.add_argument('--repeats', type=int, default=5, help='timed runs per size, after one warm-up')
     parser.add_argument('--threads', type=int, default=1, help='threads of both runtimes (default 1)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
     return parser.parse_args(argv)
 
 
@@ -35,13 +39,21 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from swin_dense.deploy.speed import measure_segmentor, speed_table
+    from mmengine.config import Config
+
+    from swin_dense.cli import setup_scope
+    from swin_dense.deploy.speed import measure_detector, measure_segmentor, speed_table
     from swin_dense.engine import safe_load
     safe_load.install()
     torch.set_num_threads(args.threads)
-    rows = measure_segmentor(args.config, args.checkpoint, args.sizes, args.repeats)
+    if setup_scope(Config.fromfile(args.config)) == 'seg':
+        rows = measure_segmentor(args.config, args.checkpoint, args.sizes, args.repeats, args.cfg_options)
+        diff_name = 'max abs logit diff'
+    else:
+        rows = measure_detector(args.config, args.checkpoint, args.sizes, args.repeats, args.cfg_options)
+        diff_name = 'max abs box diff (px)'
     print(f'{args.threads} thread(s), {args.repeats} timed runs per size, torch {torch.__version__}')
-    print(speed_table(rows))
+    print(speed_table(rows, diff_name))
     return 0
 
 

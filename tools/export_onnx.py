@@ -1,13 +1,15 @@
 #!/usr/bin/env python
-"""Export a trained segmentor to ONNX, for ONNX Runtime (tools/infer.py, tools/serve.py) or TensorRT.
+"""Export a trained segmentor or Cascade Mask R-CNN to ONNX, for ONNX Runtime (tools/infer.py,
+tools/serve.py) or TensorRT.
 
     python tools/export_onnx.py CONFIG CHECKPOINT --out DIR [--shape H W | --dynamic] [--cfg-options k=v ...]
 
 Writes DIR/model.onnx and DIR/export.json (classes, palette, normalisation, size policy, export
 settings). Without --shape the graph is dynamic in H and W: it runs at any input size whose sides are
 at least the export's min_side (every backbone stage larger than its window); --shape H W exports a
-graph for that one input size. Inputs outside the size policy are refused, never run. Detection
-configs are refused (not exportable yet). See docs/deploy.md.
+graph for that one input size. Inputs outside the size policy are refused, never run. A detector's
+test_cfg (score threshold, NMS, counts) is a constant of the graph: give the --cfg-options you will run
+with. Detectors other than Cascade Mask R-CNN (HTC++) are refused. See docs/deploy.md.
 """
 import argparse
 import os.path as osp
@@ -20,8 +22,8 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')  # mmen
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
-    parser = argparse.ArgumentParser(description='Export a segmentor to DIR/model.onnx + DIR/export.json')
-    parser.add_argument('config', help='mmseg config file')
+    parser = argparse.ArgumentParser(description='Export a segmentor or detector to DIR/model.onnx + DIR/export.json')
+    parser.add_argument('config', help='mmseg or mmdet config file')
     parser.add_argument('checkpoint', help='checkpoint of that model')
     parser.add_argument('--out', required=True, help='output folder')
     size = parser.add_mutually_exclusive_group()

@@ -1,4 +1,4 @@
-"""The modules that are traced into ONNX: a segmentor (and later a detector) as a tensor-in,
+"""The module traced into ONNX for a segmentor (a detector's: :mod:`.detector`), as a tensor-in,
 tensor-out function of the preprocessed (normalised, padded) batch."""
 import torch
 import torch.nn as nn

@@ -94,6 +94,12 @@ def read_record(onnx_path: str) -> ExportRecord:
                                 're-export with tools/export_onnx.py') from None
 
 
+def frozen_test_cfg(cfg: Any) -> Dict[str, Any]:
+    """A detector config's ``model.test_cfg`` as it reads back from ``export.json`` (the graph holds it
+    as constants: score threshold, NMS, proposal and detection counts)."""
+    return json.loads(json.dumps(cfg.model.test_cfg.to_dict()))
+
+
 def check_input_size(policy: SizePolicy, height: int, width: int, hint: Optional[str] = None) -> None:
     """Raise :class:`ExportRecordError` unless the graph was exported for an (H, W) input."""
     if not policy.allows(height, width):

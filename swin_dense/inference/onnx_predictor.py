@@ -2,24 +2,28 @@
 
 It has :class:`~swin_dense.inference.predictor.Predictor`'s public surface and reuses its test
 pipeline, decoding, batching, drawing and class names; only the model differs. The config's data
-preprocessor normalises and pads the batch (as for a PyTorch checkpoint), ONNX Runtime runs the
-graph image by image (graphs have batch size 1), and mmseg's own ``postprocess_result`` turns the
-logits into the same ``SegDataSample`` (resized to the original image, ``pred_sem_seg`` and
-``seg_logits``). ``load_predictor`` returns it for ``.onnx`` files, so tools/infer.py and
-tools/serve.py run exported graphs unchanged.
+preprocessor normalises and pads the batch (as for a PyTorch checkpoint) and ONNX Runtime runs the
+graph image by image (graphs have batch size 1). For a segmentor, mmseg's own ``postprocess_result``
+turns the logits into the same ``SegDataSample`` (resized to the original image, ``pred_sem_seg`` and
+``seg_logits``); for a detector, mmdet's own mask head pastes the graph's per-box mask probabilities
+into the original image and rescales the boxes (``FCNMaskHead.predict_by_feat``, as
+``CascadeRoIHead.predict_mask``), giving the same ``DetDataSample``. ``load_predictor`` returns it for
+``.onnx`` files, so tools/infer.py and tools/serve.py run exported graphs unchanged.
 
 What makes a graph unusable stops here with a :class:`PredictorError` that says what to do: no
 ``export.json`` beside the file, a file ONNX Runtime cannot read, a graph of another task or
-number of classes than the config, or (at predict time) an input size outside the export's size
+number of classes than the config, a detector config asking for another ``test_cfg`` than the one
+the graph holds, or (at predict time) an input size outside the export's size
 policy (:mod:`swin_dense.deploy.record`).
 """
 import os.path as osp
 import threading
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 import torch
 
-from ..deploy.record import ExportRecord, ExportRecordError, check_input_size, read_record
+from ..deploy.record import ExportRecord, ExportRecordError, check_input_size, frozen_test_cfg, read_record
 from .predictor import TASK_NAMES, Predictor, PredictorError
 
 
@@ -68,11 +72,48 @@ class OnnxSegmentor:
         return self._postprocess(self, torch.cat(logits), samples)
 
 
+class OnnxDetector:
+    """The ``model`` of an :class:`OnnxPredictor` for detection: ``test_step`` as mmdet's
+    ``CascadeRCNN`` (``rescale=True``), with the graph (:mod:`swin_dense.deploy.detector`) in place of
+    everything before pasting the masks."""
+
+    def __init__(self, cfg: Any, session: Any, record: ExportRecord) -> None:
+        from mmdet.models.detectors.base import BaseDetector
+        from mmdet.registry import MODELS
+        self.data_preprocessor = MODELS.build(cfg.model.data_preprocessor)
+        roi_head = cfg.model.roi_head
+        mask_head = roi_head.mask_head[-1] if isinstance(roi_head.mask_head, list) else roi_head.mask_head
+        # the graph already picked each box's class channel: paste with a class-agnostic head
+        self.mask_head = MODELS.build(dict(mask_head, class_agnostic=True))
+        self.test_cfg = cfg.model.test_cfg.rcnn
+        bbox_head = roi_head.bbox_head[-1] if isinstance(roi_head.bbox_head, list) else roi_head.bbox_head
+        self.num_classes = bbox_head.num_classes
+        self.session, self.record = session, record
+        self._add_pred = BaseDetector.add_pred_to_datasample
+
+    def test_step(self, data: Dict[str, Any]) -> List[Any]:
+        """Prepared batch (``pseudo_collate`` of pipeline outputs) -> ``DetDataSample`` per image, with
+        ``pred_instances`` (bboxes, scores, labels, masks) in the original image."""
+        from mmengine.structures import InstanceData
+        data = self.data_preprocessor(data, False)
+        results = []
+        for image, sample in zip(data['inputs'], data['data_samples']):
+            check_input_size(self.record.size_policy, *image.shape[-2:],
+                             hint='export a fixed-size graph for it with tools/export_onnx.py --shape H W, '
+                                  'or resize inputs (docs/deploy.md)')
+            feed = dict(zip(self.record.input_names, [image[None].numpy(), np.array(sample.img_shape, np.float32)]))
+            boxes, scores, labels, masks = (torch.from_numpy(out) for out in self.session.run(None, feed))
+            instances = InstanceData(bboxes=boxes, scores=scores, labels=labels)
+            results += self.mask_head.predict_by_feat((masks[:, None],), [instances], [sample.metainfo],
+                                                      self.test_cfg, rescale=True, activate_map=True)
+        return self._add_pred(self, data['data_samples'], results)
+
+
 class OnnxPredictor(Predictor):
     """:class:`Predictor` for an exported ``DIR/model.onnx`` (with ``DIR/export.json``).
 
     Args:
-        config: the mmseg config the graph was exported from (test pipeline, preprocessor, head).
+        config: the mmseg / mmdet config the graph was exported from (test pipeline, preprocessor, heads).
         checkpoint: path of ``model.onnx``.
         device: ``'cpu'`` or ``'cuda'`` / ``'cuda:N'`` (onnxruntime-gpu).
         cfg_options: config overrides, as ``--cfg-options`` of the other tools.
@@ -104,11 +145,12 @@ class OnnxPredictor(Predictor):
         if record.task != TASK_NAMES[self.task]:
             raise PredictorError(f'{checkpoint!r} is a {record.task} graph, {config!r} a {TASK_NAMES[self.task]} '
                                  'config: give the config it was exported from')
-        if self.task != 'seg':
-            raise PredictorError('ONNX graphs of detectors are not supported (docs/deploy.md)')
+        if self.task == 'det':
+            self._check_test_cfg(record, checkpoint, config)
         self.record = record
-        self.model = OnnxSegmentor(cfg, _session(checkpoint, device), record)
-        self.num_classes = self.model.decode_head.num_classes
+        runtime_model = OnnxSegmentor if self.task == 'seg' else OnnxDetector
+        self.model = runtime_model(cfg, _session(checkpoint, device), record)
+        self.num_classes = self.model.decode_head.num_classes if self.task == 'seg' else self.model.num_classes
         if len(record.classes) != self.num_classes:
             raise PredictorError(f'{checkpoint!r} has {len(record.classes)} classes, {config!r} '
                                  f'{self.num_classes}: give the config it was exported from')
@@ -121,6 +163,14 @@ class OnnxPredictor(Predictor):
         self._visualizer = None
         self._vis_lock = threading.Lock()
 
+    def _check_test_cfg(self, record: ExportRecord, checkpoint: str, config: str) -> None:
+        """A detector graph holds its ``test_cfg`` as constants: refuse a config that asks for another."""
+        exported, asked = record.exporter.get('test_cfg'), frozen_test_cfg(self.cfg)
+        if exported != asked:
+            raise PredictorError(f'{checkpoint!r} was exported with model.test_cfg={exported}, {config!r} '
+                                 f'(with --cfg-options) gives {asked}: the graph holds its score threshold, NMS '
+                                 'and counts as constants; pass the --cfg-options of the export, or re-export')
+
     def describe(self) -> Dict[str, Any]:
         """:meth:`Predictor.describe`, with the runtime and the export's size policy."""
         out = super().describe()
@@ -129,4 +179,4 @@ class OnnxPredictor(Predictor):
         return out
 
 
-__all__ = ['OnnxPredictor', 'OnnxSegmentor']
+__all__ = ['OnnxPredictor', 'OnnxSegmentor', 'OnnxDetector']

@@ -12,8 +12,9 @@ import torch
 pytest.importorskip('onnxruntime')
 pytest.importorskip('mmseg')
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'inference'))
-from inference_helpers import SEG_CONFIG, random_checkpoint  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from deploy_helpers import normed_checkpoint  # noqa: E402
+from inference_helpers import SEG_CONFIG  # noqa: E402
 
 # fp32 with another op order (eager attention instead of SDPA, pooling as matrix products): measured
 # max |diff| 3.5e-6 on logits of magnitude ~1; 1e-4 is the issue's bound for segmentation logits
@@ -24,18 +25,7 @@ LARGE_INPUTS = {'test_dataloader.dataset.pipeline.1.scale': (1024, 300)}
 
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
-    """The random sample checkpoint with its backbone's LayerNorm weights drawn around 1: at
-    initialisation the res-post-norms are zero, and the attention (masks, position bias) would then
-    not reach the output at all."""
-    folder = str(tmp_path_factory.mktemp('onnx_ckpt'))
-    ckpt = torch.load(random_checkpoint('seg', folder), weights_only=False)
-    gen = torch.Generator().manual_seed(0)
-    for key, value in ckpt['state_dict'].items():
-        if key.startswith('backbone.') and 'norm' in key and key.endswith('weight'):
-            ckpt['state_dict'][key] = 1 + 0.5 * torch.randn(value.shape, generator=gen)
-    path = os.path.join(folder, 'seg_normed.pth')
-    torch.save(ckpt, path)
-    return path
+    return normed_checkpoint('seg', str(tmp_path_factory.mktemp('onnx_ckpt')))
 
 
 @pytest.fixture(scope='module')
@@ -134,9 +124,3 @@ def test_a_corrupt_or_incomplete_export_gives_a_clear_error(dynamic_export, tmp_
     with pytest.raises(PredictorError, match='has no export.json beside it'):
         load_predictor(SEG_CONFIG, str(corrupt / 'model.onnx'))
 
-
-def test_a_detection_config_is_refused(tmp_path):
-    from swin_dense.deploy import ExportError, export_onnx
-    from inference_helpers import DET_CONFIG
-    with pytest.raises(ExportError, match='only segmentors are exported'):
-        export_onnx(DET_CONFIG, random_checkpoint('det', str(tmp_path)), str(tmp_path / 'out'))

@@ -17,7 +17,7 @@ pytest.importorskip('mmseg')
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'inference'))
-from inference_helpers import SEG_CONFIG, py, random_checkpoint, run  # noqa: E402
+from inference_helpers import DET_CONFIG, DET_FAST, SEG_CONFIG, coco_subset, py, random_checkpoint, run  # noqa: E402
 from test_serve import Server, _label, b64  # noqa: E402
 
 # the sample pipeline resizes to a short side of 128, below the dynamic graph's 257 px
@@ -99,3 +99,75 @@ def test_serve_answers_with_the_onnx_file(exported, val_images, tmp_path):
         server.stop()
     assert status == 200, body
     np.testing.assert_array_equal(_label(body[0]), ref)
+
+
+# ------------------------------------------------------------------------------------------- detection
+# the sample pipeline resizes to a short side of 160, below the dynamic graph's 257 px; the detector's
+# test_cfg is a constant of the graph, so export and runs get the same options
+DET_OPTIONS = ['--cfg-options', 'test_dataloader.dataset.pipeline.1.scale=(1024,300)', *DET_FAST]
+# fp32 with another op order: boxes and scores agree within 5e-5 (tests/deploy); 1e-3 is the bound
+DET_TOL = 1e-3
+
+
+@pytest.fixture(scope='module')
+def det_exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('export_tool_det')
+    ckpt = random_checkpoint('det', str(folder))
+    out = str(folder / 'onnx')
+    proc = run(py('export_onnx.py', DET_CONFIG, ckpt, '--out', out, *DET_OPTIONS))
+    assert '(detection, 3 classes, dynamic input size, both sides >= 257 px)' in proc.stdout
+    return ckpt, os.path.join(out, 'model.onnx')
+
+
+def _results_by_image(out):
+    with open(os.path.join(out, 'results.json')) as f:
+        results = json.load(f)
+    by_image = {}
+    for r in results:
+        by_image.setdefault(r['image_id'], []).append(r)
+    return by_image
+
+
+def test_infer_writes_the_checkpoints_coco_results_with_the_onnx_file(det_exported, coco_sample, tmp_path):
+    from pycocotools import mask as mask_utils
+    ckpt, onnx = det_exported
+    data = coco_subset(coco_sample, str(tmp_path / 'data'), 2)
+    images = os.path.join(data, 'val2017')
+    run(py('infer.py', DET_CONFIG, ckpt, images, '--out', tmp_path / 'pth', '--no-vis', '--no-progress', *DET_OPTIONS))
+    run(py('infer.py', DET_CONFIG, onnx, images, '--out', tmp_path / 'onnx', '--no-vis', '--no-progress', *DET_OPTIONS))
+    ref, got = _results_by_image(tmp_path / 'pth'), _results_by_image(tmp_path / 'onnx')
+    assert len(ref) == 2 and ref.keys() == got.keys()
+    for image_id, expected in ref.items():
+        mine = got[image_id]
+        assert len(mine) == len(expected) > 0
+        for e in expected:  # the detection of the same class whose box is closest
+            m = min((r for r in mine if r['category_id'] == e['category_id']),
+                    key=lambda r: np.abs(np.subtract(r['bbox'], e['bbox'])).max())
+            assert np.abs(np.subtract(m['bbox'], e['bbox'])).max() < DET_TOL
+            assert abs(m['score'] - e['score']) < DET_TOL
+            assert isinstance(m['segmentation']['counts'], str)
+            a, b = mask_utils.decode(e['segmentation']), mask_utils.decode(m['segmentation'])
+            # a pixel flips only where the pasted probability is within ~1e-6 of mask_thr_binary
+            assert (a != b).sum() <= 0.01 * max(1, (a | b).sum())
+
+
+def test_serve_answers_detections_with_the_onnx_file(det_exported, coco_sample, tmp_path):
+    _, onnx = det_exported
+    image = os.path.join(coco_sample, 'val2017', sorted(os.listdir(os.path.join(coco_sample, 'val2017')))[0])
+    run(py('infer.py', DET_CONFIG, onnx, image, '--out', tmp_path, '--no-vis', '--no-progress', *DET_OPTIONS))
+    with open(tmp_path / 'shards' / (os.path.splitext(os.path.basename(image))[0] + '.json')) as f:
+        ref = json.load(f)['instances']
+    server = Server(DET_CONFIG, onnx, '--score-thr', 0, *DET_OPTIONS)
+    try:
+        status, meta = server.get('/metadata')
+        assert status == 200 and meta['runtime'] == 'onnxruntime' and meta['task'] == 'detection'
+        status, body = server.score([b64(image)])
+    finally:
+        server.stop()
+    assert status == 200, body
+    (instances,) = body
+    assert len(instances) == len(ref) > 0
+    # the same graph on the same input in two processes: equal up to the float formatting of two JSON writers
+    for got, exp in zip(instances, ref):
+        assert got['label_id'] == exp['label'] and got['mask'] == exp['mask']
+        assert abs(got['score'] - exp['score']) < 1e-6 and np.allclose(got['box'], exp['box'], atol=1e-4)
