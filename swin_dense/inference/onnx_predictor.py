@@ -16,7 +16,6 @@ number of classes than the config, a detector config asking for another ``test_c
 the graph holds, or (at predict time) an input size outside the export's size
 policy (:mod:`swin_dense.deploy.record`).
 """
-import os.path as osp
 import threading
 from typing import Any, Dict, List, Optional
 
@@ -120,24 +119,9 @@ class OnnxPredictor(Predictor):
     """
 
     def __init__(self, config: str, checkpoint: str, device: str = 'cpu', cfg_options: Optional[Dict] = None):
-        from mmengine.config import Config
         from mmengine.dataset import Compose
-        from mmengine.registry import init_default_scope
 
-        from swin_dense.cli import merge_cfg_options, setup_scope
-
-        if not osp.isfile(config):
-            raise PredictorError(f'config {config!r} not found')
-        if not osp.isfile(checkpoint):
-            raise PredictorError(f'ONNX model {checkpoint!r} not found')
-        try:
-            cfg = Config.fromfile(config)
-        except Exception as e:  # noqa: BLE001
-            raise PredictorError(f'config {config!r} cannot be read ({type(e).__name__}: {e})') from None
-        merge_cfg_options(cfg, cfg_options)
-        self.task = setup_scope(cfg)
-        init_default_scope(cfg.default_scope)
-        self.cfg, self.config, self.checkpoint, self.device = cfg, config, checkpoint, device
+        cfg = self._read_config(config, checkpoint, device, cfg_options, 'ONNX model')
         try:
             record = read_record(checkpoint)
         except ExportRecordError as e:

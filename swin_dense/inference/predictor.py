@@ -141,27 +141,12 @@ class Predictor:
     def __init__(self, config: str, checkpoint: str, device: str = 'cpu', cfg_options: Optional[Dict] = None):
         import warnings
         warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-        from mmengine.config import Config
         from mmengine.dataset import Compose
         from mmengine.model.utils import revert_sync_batchnorm
-        from mmengine.registry import init_default_scope
 
-        from swin_dense.cli import merge_cfg_options, setup_scope
-
-        if not osp.isfile(config):
-            raise PredictorError(f'config {config!r} not found')
-        if not osp.isfile(checkpoint):
-            raise PredictorError(f'checkpoint {checkpoint!r} not found')
         if device.startswith('cuda') and not torch.cuda.is_available():
             raise PredictorError(f'--device {device}: CUDA is not available here (use --device cpu)')
-        try:
-            cfg = Config.fromfile(config)
-        except Exception as e:  # noqa: BLE001
-            raise PredictorError(f'config {config!r} cannot be read ({type(e).__name__}: {e})') from None
-        merge_cfg_options(cfg, cfg_options)
-        self.task = setup_scope(cfg)
-        init_default_scope(cfg.default_scope)
-        self.cfg, self.config, self.checkpoint, self.device = cfg, config, checkpoint, device
+        cfg = self._read_config(config, checkpoint, device, cfg_options, 'checkpoint')
 
         state, meta = read_state_dict(checkpoint)  # first: an unreadable file fails before the model is built
         # the model, without pretrained initialisation (the checkpoint has every weight)
@@ -192,6 +177,31 @@ class Predictor:
         self._vis_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------ setup helpers
+    def _read_config(self, config: str, checkpoint: str, device: str, cfg_options: Optional[Dict], what: str):
+        """Check that both files exist, read the config with ``cfg_options`` and register its scope.
+
+        Sets ``task``, ``cfg``, ``config``, ``checkpoint`` and ``device``; ``what`` names the checkpoint
+        in errors ('checkpoint', 'ONNX model'). Returns the config.
+        """
+        from mmengine.config import Config
+        from mmengine.registry import init_default_scope
+
+        from swin_dense.cli import merge_cfg_options, setup_scope
+
+        if not osp.isfile(config):
+            raise PredictorError(f'config {config!r} not found')
+        if not osp.isfile(checkpoint):
+            raise PredictorError(f'{what} {checkpoint!r} not found')
+        try:
+            cfg = Config.fromfile(config)
+        except Exception as e:  # noqa: BLE001
+            raise PredictorError(f'config {config!r} cannot be read ({type(e).__name__}: {e})') from None
+        merge_cfg_options(cfg, cfg_options)
+        self.task = setup_scope(cfg)
+        init_default_scope(cfg.default_scope)
+        self.cfg, self.config, self.checkpoint, self.device = cfg, config, checkpoint, device
+        return cfg
+
     def _dataset_meta(self, ckpt_meta: Dict) -> Dict[str, Any]:
         """Classes and palette: checkpoint meta, config metainfo, dataset class; the first that fits."""
         candidates = []
