@@ -121,12 +121,10 @@ default_hooks = dict(
     checkpoint=dict(_base_.reliability_hooks.checkpoint, interval=1, max_keep_ckpts=3, save_best='coco/bbox_mAP',
                     rule='greater'))
 
-# Multi-scale + flip test (`tools/test.py --tta`): InstanceSegTTAModel (swin_dense/models/det_tta.py)
-# pools the views' instances, un-flipped, and keeps the best by per-class NMS; mmdet's own
-# DetTTAModel refuses masks and crashes in Cascade's merge_aug_masks on flipped views. Scales: those of
-# mmdet's configs/retinanet/retinanet_tta.py (the paper gives none for its "ms" rows).
-custom_imports = dict(imports=['swin_dense', 'swin_dense.runtime', 'swin_dense.models.det_tta'],
-                      allow_failed_imports=False)
+# Multi-scale + flip test (`tools/test.py --tta`): InstanceSegTTAModel (swin_dense/models/det_tta.py,
+# imported by the runtime base) pools the views' instances, un-flipped, and keeps the best by per-class
+# NMS; mmdet's own DetTTAModel refuses masks and crashes in Cascade's merge_aug_masks on flipped views.
+# Scales: those of mmdet's configs/retinanet/retinanet_tta.py (the paper gives none for its "ms" rows).
 tta_model = dict(type='InstanceSegTTAModel', tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
 tta_scales = [(1333, 800), (666, 400), (2000, 1200)]
 tta_pipeline = [

@@ -11,10 +11,8 @@
 #   python tools/test.py configs/htcpp_swinv2_l_coco.py CKPT --tta
 _base_ = [
     'mmdet::htc/htc-without-semantic_r50_fpn_1x_coco.py',
-    './_base_/swin_dense_runtime.py',
+    './_base_/swin_dense_runtime.py',  # custom_imports (swin_dense, its runtime, InstanceSegTTAModel); reliability_hooks
 ]
-custom_imports = dict(imports=['swin_dense', 'swin_dense.runtime', 'swin_dense.models.det_tta'],
-                      allow_failed_imports=False)
 
 # ImageNet-22K, 192 px, window 12 (the last stage's 6x6 map is one window: [12, 12, 12, 6]).
 pretrained = 'checkpoints/swinv2_large_patch4_window12_192_22k.pth'

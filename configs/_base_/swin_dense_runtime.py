@@ -6,7 +6,9 @@ Not a runnable config: a base that ``cascade_swinv2_t_coco.py`` and ``upernet_sw
 * ``custom_imports``: ``swin_dense`` registers the backbone and the layer-decay optimizer
   constructor; ``swin_dense.runtime`` the hooks and optimizer wrappers below, the ``'atomic_local'``
   file backend, and mmengine's checkpoint types in torch's ``weights_only`` allowlist (so that
-  ``--resume`` and ``load_from`` read this package's checkpoints). See docs/training.md.
+  ``--resume`` and ``load_from`` read this package's checkpoints); ``swin_dense.models.det_tta``
+  ``InstanceSegTTAModel``, the ``tta_model`` of the detection configs (so that mmdet's own test.py
+  ``--tta`` finds it too; docs/detection.md, "TTA"). See docs/training.md.
 * ``reliability_hooks`` (docs/training.md#reliability): checkpoints and ``last_checkpoint`` written
   atomically, outdated checkpoints deleted only after the new one is complete
   (``AtomicCheckpointHook`` + the ``atomic_local`` backend); RNG states saved in checkpoints for an
@@ -20,7 +22,8 @@ Not a runnable config: a base that ``cascade_swinv2_t_coco.py`` and ``upernet_sw
   not custom ones: ``configs/memory/_memory_savers_.py``, a second base of some configs, defines
   ``custom_hooks``.
 """
-custom_imports = dict(imports=['swin_dense', 'swin_dense.runtime'], allow_failed_imports=False)
+custom_imports = dict(imports=['swin_dense', 'swin_dense.runtime', 'swin_dense.models.det_tta'],
+                      allow_failed_imports=False)
 
 reliability_hooks = dict(
     checkpoint=dict(type='AtomicCheckpointHook', backend_args=dict(backend='atomic_local')),

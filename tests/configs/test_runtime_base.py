@@ -14,9 +14,12 @@ CONFIGS = os.path.join(ROOT, 'configs')
 RUNTIME_BASE = os.path.join(CONFIGS, '_base_', 'swin_dense_runtime.py')
 # the configs that inherit mmdet's / mmseg's bases directly; every other runnable config inherits one of them
 TASK_BASES = [os.path.join(CONFIGS, 'cascade_swinv2_t_coco.py'), os.path.join(CONFIGS, 'upernet_swinv2_t_ade20k.py')]
+# configs/deploy/ holds deployment settings (ONNX / TensorRT shapes, docs/deploy.md), not models to train or test
 RUNNABLE = sorted(p for p in glob.glob(os.path.join(CONFIGS, '**', '*.py'), recursive=True)
-                  if not os.path.basename(p).startswith('_') and f'{os.sep}_base_{os.sep}' not in p)
-RUNTIME_IMPORTS = dict(imports=['swin_dense', 'swin_dense.runtime'], allow_failed_imports=False)
+                  if not os.path.basename(p).startswith('_') and f'{os.sep}_base_{os.sep}' not in p
+                  and f'{os.sep}deploy{os.sep}' not in p)
+RUNTIME_IMPORTS = dict(imports=['swin_dense', 'swin_dense.runtime', 'swin_dense.models.det_tta'],
+                       allow_failed_imports=False)
 
 
 def _name(path):
@@ -73,8 +76,9 @@ def test_every_config_runs_with_the_runtime_and_names_its_checkpoint_pretrained(
     if cfg.default_scope == 'mmdet':  # the COCO checkpoint policy of the detection config
         assert (hooks.checkpoint.interval, hooks.checkpoint.max_keep_ckpts, hooks.checkpoint.save_best,
                 hooks.checkpoint.rule) == (1, 3, 'coco/bbox_mAP', 'greater')
-    else:  # the 160k schedule's checkpoint interval is kept
-        assert (hooks.checkpoint.by_epoch, hooks.checkpoint.interval) == (False, 16000)
+    else:  # the schedule's checkpoint interval is kept: a tenth of it, as mmseg's schedule_160k.py / schedule_40k.py
+        assert (hooks.checkpoint.by_epoch, hooks.checkpoint.interval) == (False, cfg.train_cfg.max_iters // 10)
+        assert cfg.train_cfg.max_iters in (160000, 40000)
 
 
 def test_former_segmentation_variable_name_still_works():
