@@ -11,6 +11,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 ROOMS: List[Tuple[str, int]] = [
     ('swin_dense.arch', 0),
     ('swin_dense.layers', 0),
+    ('swin_dense.markdown_blocks', 0),
     ('swin_dense.checkpoint', 1),
     ('swin_dense.models', 2),
     ('swin_dense.engine', 3),
@@ -23,8 +24,9 @@ ROOMS: List[Tuple[str, int]] = [
     ('swin_dense.runtime', 4),
     ('swin_dense', 3),  # the package's __init__: registers the backbone and the optimizer constructor
 ]
-# Leaves import nothing else of the package (as timm/layers): the numerics and the arch table.
-LEAVES = ('swin_dense.arch', 'swin_dense.layers')
+# Leaves import nothing else of the package (as timm/layers): the numerics, the arch table and the
+# generated-docs blocks.
+LEAVES = ('swin_dense.arch', 'swin_dense.layers', 'swin_dense.markdown_blocks')
 
 
 def room_of(module: str) -> Tuple[str, int]:

@@ -11,6 +11,7 @@ process, interleaved, after warm-up.
     python tools/benchmark.py --arch tiny --window 16 --sizes 512x512,800x1344 --repeats 10
     python tools/benchmark.py --mode train --sizes 512x512          # with_cp off and on
     python tools/benchmark.py --impls swin_dense --sizes 512x768 --profile 25
+    python tools/benchmark.py --arch large --sizes 512x512 --chunk-sweep --repeats 3    # sequential mode's cost
 
 This file is the command line only; the benchmark is the package ``swin_dense.benchmark``, whose
 modules state its conventions (weights: ``weights``; timm and mmpretrain settings: ``peers``; time
@@ -33,11 +34,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from swin_dense.arch import ARCH_ZOO  # noqa: E402
+from swin_dense.arch import ARCH_ZOO, per_stage  # noqa: E402
+from swin_dense.benchmark.chunk_sweep import (DEFAULT_SETTINGS, parse_chunks, parse_settings, run_sweep,  # noqa: E402
+                                              sweep_markdown, trace_sweep)
 from swin_dense.benchmark.peers import DEFAULT_IMPLS, IMPLS, make_impls, stage_maps  # noqa: E402
 from swin_dense.benchmark.profile import profile_swin_dense, time_parts_swin_dense  # noqa: E402
 from swin_dense.benchmark.report import environment, format_row, markdown_table, plot, write_json  # noqa: E402
-from swin_dense.benchmark.runner import cp_settings, parse_sizes, run_size  # noqa: E402
+from swin_dense.benchmark.runner import benchmark_input, cp_settings, parse_sizes, run_size  # noqa: E402
 from swin_dense.benchmark.weights import random_state_dict  # noqa: E402
 from swin_dense.models import SwinTransformerV2  # noqa: E402
 
@@ -58,7 +61,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--with-cp', nargs='?', const='on', default=None, choices=('off', 'on', 'both'),
                    help='activation checkpointing in train mode: off, on (bare flag) or both '
                         '(default: both for train; forward never checkpoints)')
-    p.add_argument('--chunk', type=int, default=0, help='swin_dense attn_chunk_size (peers have none)')
+    p.add_argument('--attn-chunk', default='0',
+                   help='swin_dense attn_chunk_size: windows per attention call, one value or one per stage '
+                        '(e.g. 16,16,0,0); 0 is off (the peers have no sequential mode)')
+    p.add_argument('--mlp-chunk', default='0', help='swin_dense mlp_chunk_size, as --attn-chunk')
+    p.add_argument('--chunk-sweep', nargs='?', const=DEFAULT_SETTINGS, metavar='ATTN/MLP;...',
+                   help='instead of comparing: swin_dense\'s train step at the first size under each chunk setting '
+                        '(ATTN and MLP as --attn-chunk / --mlp-chunk, settings separated by ";"; bare flag: '
+                        f'{DEFAULT_SETTINGS}) and each --with-cp setting: the minimum and median time of --repeats '
+                        'interleaved rounds and the measured peak; with --traced, each peak traced instead')
+    p.add_argument('--traced', action='store_true',
+                   help='with --chunk-sweep: trace each setting\'s peak with fake tensors (shapes only: no compute, '
+                        'no time, no memory), for sizes this machine cannot run')
     p.add_argument('--batch', type=int, default=1)
     p.add_argument('--repeats', type=int, default=10, help='timed runs per implementation and size')
     p.add_argument('--warmup', type=int, default=2,
@@ -94,7 +108,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         p.error(f'unknown --impls {unknown}; choose from {IMPLS}')
     if 'swin_dense' not in args.impl_names and not args.memory_only:
         args.impl_names.insert(0, 'swin_dense')  # the reference for agreement and ratios
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     args.size_list = parse_sizes(args.sizes)
+    args.arch_dict = json.loads(args.arch_json) if args.arch_json else dict(ARCH_ZOO[args.arch])
+    num_stages = len(args.arch_dict['depths'])
+    try:
+        args.attn_chunk = per_stage(parse_chunks(args.attn_chunk), num_stages, '--attn-chunk')
+        args.mlp_chunk = per_stage(parse_chunks(args.mlp_chunk), num_stages, '--mlp-chunk')
+        args.sweep = parse_settings(args.chunk_sweep, num_stages) if args.chunk_sweep else None
+    except ValueError as err:
+        p.error(str(err))
+    if args.traced and not args.sweep:
+        p.error('--traced goes with --chunk-sweep')
     if args.repeats < 1 or args.warmup < 1:
         p.error('--repeats and --warmup must be >= 1')
     if args.memory_only and args.no_memory:
@@ -113,7 +138,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda: no CUDA device is available')
-    arch = json.loads(args.arch_json) if args.arch_json else dict(ARCH_ZOO[args.arch])
+    arch = args.arch_dict
     arch_name = args.arch if not args.arch_json else 'custom'
     SwinTransformerV2(arch=arch)  # validates the arch with a clear message
 
@@ -122,7 +147,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
 
     env = environment()
     log(f'# swin_dense benchmark: arch {arch_name} {arch}, window {args.window}, {args.device}, {args.dtype}, '
-        f'batch {args.batch}, chunk {args.chunk}')
+        f'batch {args.batch}, attn chunks {args.attn_chunk}, MLP chunks {args.mlp_chunk}')
     log('# ' + ', '.join(f'{k} {v}' for k, v in env.items()))
 
     if args.profile:
@@ -131,6 +156,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
     if args.time_parts:
         log(time_parts_swin_dense(arch, args, args.size_list[0]))
         return []
+    if args.sweep:
+        return chunk_sweep(arch, args, log)
 
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
@@ -154,13 +181,34 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
     if args.markdown:
         log('\n' + markdown_table(all_rows))
     if args.json_out:
-        write_json(args.json_out, env, sys.argv[1:] if argv is None else list(argv), all_rows)
+        write_json(args.json_out, env, args.argv, all_rows)
         log(f'wrote {args.json_out}')
     if args.plot:
         plot(all_rows, args.plot, f'SwinV2 {arch_name}, window {args.window}, {args.device} {args.dtype}, '
                                   f'batch {args.batch}, {torch.get_num_threads()} thread(s), torch {torch.__version__}')
         log(f'wrote {args.plot}')
     return all_rows
+
+
+def chunk_sweep(arch: Dict, args: argparse.Namespace, log) -> List[Dict]:
+    """--chunk-sweep: the table of every chunk and checkpointing setting at the first size (see --help)."""
+    size, with_cp = args.size_list[0], cp_settings('train', args.with_cp)
+    if args.traced:
+        rows = trace_sweep(dict(arch=arch, window_size=args.window, drop_path_rate=0.0),
+                           (args.batch, 3, *size), args.sweep, with_cp, log)
+    else:
+        torch.manual_seed(args.seed)
+        backbone = SwinTransformerV2(arch=arch, window_size=args.window, drop_path_rate=0.0).to(args.device)
+        backbone.load_state_dict(random_state_dict(backbone, args.seed))
+        x = benchmark_input(size, args.batch, args.seed, torch.device(args.device))
+        rows = run_sweep(backbone, x, args.sweep, with_cp, args.repeats, args.warmup, log)
+    log(f'\n## chunk sweep, train step, {size[0]}x{size[1]}, batch {args.batch}'
+        + (' (traced)' if args.traced else f', {args.repeats} rounds after {args.warmup} warm-up step(s)'))
+    log(sweep_markdown(rows))
+    if args.json_out:
+        write_json(args.json_out, environment(), args.argv, rows)
+        log(f'wrote {args.json_out}')
+    return rows
 
 
 if __name__ == '__main__':

@@ -14,7 +14,8 @@ from typing import List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout without install
 
-from swin_dense.checkpoint.zoo import with_zoo_table, zoo_markdown  # noqa: E402
+from swin_dense.checkpoint.zoo import TABLE_MARKERS, zoo_markdown  # noqa: E402
+from swin_dense.markdown_blocks import rewrite_block  # noqa: E402
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -25,15 +26,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.write is None:
         print(zoo_markdown())
         return 0
-    with open(args.write, encoding='utf-8') as f:
-        document = f.read()
     try:
-        updated = with_zoo_table(document)
+        rewrite_block(args.write, *TABLE_MARKERS, zoo_markdown())
     except ValueError as err:
         print(f'error: {args.write}: {err}', file=sys.stderr)
         return 1
-    with open(args.write, 'w', encoding='utf-8') as f:
-        f.write(updated)
     print(f'wrote the table of the registry into {args.write}')
     return 0
 

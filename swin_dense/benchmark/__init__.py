@@ -12,7 +12,12 @@ method and the results. One module per concern, imports pointing down this list:
 * :mod:`.agreement`: stage outputs and a gradient compared with swin_dense's;
 * :mod:`.runner`: one size end to end, as rows;
 * :mod:`.report`: the rows as lines, a markdown table, JSON and a plot;
-* :mod:`.profile`: the top ops of a profile, and a forward split by part with FLOP (``--time-parts``).
+* :mod:`.profile`: the top ops of a profile, and a forward split by part with FLOP (``--time-parts``);
+* :mod:`.chunk_sweep`: the time and memory of each per-stage sequential attention / MLP setting
+  (``--chunk-sweep``), measured or traced;
+* :mod:`.meta`, :mod:`.traced_memory`, :mod:`.memory_plan`: models with their parameters on the meta
+  device, a training step's peak traced with fake tensors, and the per-GPU memory plan of
+  tools/memory_plan.py.
 
 Importing this package needs none of the optional dependencies.
 """

@@ -25,14 +25,14 @@ Two kinds of number, kept apart in the table (:func:`markdown`):
 Not counted: the neck's and heads' activations, the allocator's cache and fragmentation, the CUDA
 context and kernel workspaces; :data:`USABLE` leaves 10 % of each GPU for them.
 """
-import re
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
 import torch.nn as nn
 
 from ..layers.swin_block import SwinBlockV2
-from .meta import parameter_count
+from ..models import SwinTransformerV2
+from .meta import empty_parameters, parameter_count
 from .traced_memory import traced_train_peak
 
 GIB = 2 ** 30
@@ -40,7 +40,7 @@ GIB = 2 ** 30
 USABLE = 0.9
 STRATEGIES = ('DDP', 'ZeRO-1', 'FSDP')
 #: the lines that enclose the generated plan in a markdown document (the begin line may carry a note)
-BEGIN_MARKER = re.compile(r'^<!-- memory-plan:begin.*-->$', re.MULTILINE)
+BEGIN_MARKER = '<!-- memory-plan:begin'  # the rest of the line is a comment
 END_MARKER = '<!-- memory-plan:end -->'
 
 
@@ -71,14 +71,18 @@ def model_state(model: nn.Module) -> ModelState:
     return ModelState(total=total, root=total - sum(blocks), largest_block=max(blocks, default=0))
 
 
-def activation_peak(backbone: nn.Module, size: Tuple[int, int], images: int) -> int:
+def activation_peak(backbone_kwargs: Dict, size: Tuple[int, int], images: int) -> int:
     """Bytes of the backbone's traced activation peak in one training step on ``images`` images of ``size``.
 
     Args:
-        backbone: in train mode, parameters on the meta device (replaced by fake ones while tracing).
+        backbone_kwargs: the arguments of :class:`SwinTransformerV2`. The backbone is built afresh for
+            every trace (parameters on the meta device), so the caches a step fills (the shifted-window
+            masks, kept for the next steps) are counted in each trace.
         size: the training size (H, W), traced as it is: no scaling from another size.
         images: images per GPU (the batch of the traced step).
     """
+    with empty_parameters():
+        backbone = SwinTransformerV2(**backbone_kwargs).train()
     return traced_train_peak(backbone, (images, 3, *size), keep_grads=False)['peak']
 
 
@@ -115,22 +119,5 @@ def markdown(rows: List[Dict]) -> str:
     return '\n'.join(lines)
 
 
-def with_memory_plan(document: str, plan: str) -> str:
-    """``document`` with the lines strictly between its memory-plan markers replaced by ``plan``.
-
-    The marker lines themselves are kept (the begin line is :data:`BEGIN_MARKER`, the end line
-    :data:`END_MARKER`), so the document can be rewritten again.
-
-    Raises:
-        ValueError: a marker is missing, or the end marker does not follow the begin marker.
-    """
-    begin = BEGIN_MARKER.search(document)
-    end = document.find('\n' + END_MARKER, begin.end() if begin else 0)
-    if begin is None or end < 0:
-        raise ValueError('the document has no memory-plan markers; put a line "<!-- memory-plan:begin -->" and, '
-                         f'after it, a line "{END_MARKER}" where the plan belongs')
-    return f'{document[:begin.end()]}\n{plan.strip()}{document[end:]}'
-
-
 __all__ = ['BEGIN_MARKER', 'END_MARKER', 'ModelState', 'STRATEGIES', 'USABLE', 'activation_peak', 'markdown',
-           'model_state', 'plan_rows', 'with_memory_plan']
+           'model_state', 'plan_rows']

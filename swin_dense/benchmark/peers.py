@@ -18,7 +18,7 @@ model is built, so a missing one is an error row of its own.
 """
 import gc
 import math
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -75,6 +75,20 @@ class TimmBackbone(nn.Module):
         return tuple(outs)
 
 
+def set_chunks(backbone: SwinTransformerV2, attn: Sequence[int], mlp: Sequence[int]) -> None:
+    """Switch the chunks of every block of a built backbone: ``attn[i]`` / ``mlp[i]`` windows in stage i."""
+    for stage, attn_chunk, mlp_chunk in zip(backbone.layers, attn, mlp):
+        for block in stage.blocks:
+            block.attn.chunk_size = attn_chunk
+            block.mlp_chunk_size = mlp_chunk
+
+
+def set_with_cp(backbone: SwinTransformerV2, flag: bool) -> None:
+    """Switch activation checkpointing of every stage of a built backbone."""
+    for stage in backbone.layers:
+        stage.with_cp = flag
+
+
 class Impl:
     """One implementation under test: builds its model per size and toggles checkpointing/chunking."""
 
@@ -100,8 +114,8 @@ class Impl:
     def set_with_cp(self, flag: bool) -> None:
         raise NotImplementedError
 
-    def set_chunk(self, chunk: int) -> None:
-        pass
+    def set_chunks(self, attn: Sequence[int], mlp: Sequence[int]) -> None:
+        """Sequential attention / MLP chunks per stage (swin_dense only; the peers have none)."""
 
     def param_for_grad_check(self) -> torch.Tensor:
         raise NotImplementedError
@@ -121,13 +135,10 @@ class SwinDenseImpl(Impl):
         return model
 
     def set_with_cp(self, flag):
-        for stage in self._backbone().layers:
-            stage.with_cp = flag
+        set_with_cp(self._backbone(), flag)
 
-    def set_chunk(self, chunk):
-        for stage in self._backbone().layers:
-            for block in stage.blocks:
-                block.mlp_chunk_size = block.attn.chunk_size = chunk  # sequential attention and MLP
+    def set_chunks(self, attn, mlp):
+        set_chunks(self._backbone(), attn, mlp)
 
     def param_for_grad_check(self):
         return self._backbone().patch_embed.proj.weight

@@ -19,8 +19,8 @@ PARTS = (MLP, ATTENTION, PROJECTION, MERGING)  # indented: part of the one above
 
 
 def _swin_dense(arch: Dict, args, device: torch.device) -> nn.Module:
-    return SwinTransformerV2(arch=arch, window_size=args.window, drop_path_rate=0.0, attn_chunk_size=args.chunk,
-                             mlp_chunk_size=args.chunk).to(device)  # --chunk: sequential attention and MLP
+    return SwinTransformerV2(arch=arch, window_size=args.window, drop_path_rate=0.0, attn_chunk_size=args.attn_chunk,
+                             mlp_chunk_size=args.mlp_chunk).to(device)  # --attn-chunk / --mlp-chunk: sequential mode
 
 
 def profile_swin_dense(arch: Dict, args, size: Tuple[int, int], top: int) -> str:

@@ -79,7 +79,7 @@ def markdown_table(rows: List[Dict]) -> str:
             continue
         diff = (' / '.join(f'{d:.0e}' for d in r['max_abs_diff']) if r['max_abs_diff'] is not None
                 else ('not compared' if r['compare'].startswith('not compared') else '-'))
-        chunk = f' (chunk {r["chunk"]})' if r['chunk'] else ''
+        chunk = chunk_label(r['attn_chunk'], r['mlp_chunk'])
         lines.append(f'| {r["size"]} | {r["mode"]} | {r["with_cp"]} | {r["impl"]}{chunk} | '
                      f'{num(r["ms_per_image"], ".1f")} | {num(r["images_per_s"], ".2f")} | '
                      f'{mem_cell(r)} | '
@@ -87,6 +87,18 @@ def markdown_table(rows: List[Dict]) -> str:
                      f'{"-" if r["impl"] == "swin_dense" else num(r["mem_ratio_peer_over_ours"], ".2f")} | '
                      f'{diff} |')
     return '\n'.join(lines)
+
+
+def format_chunks(values: List[int]) -> str:
+    """Per-stage chunk sizes as written in configs: one number when all stages agree, else the list."""
+    return str(values[0]) if len(set(values)) == 1 else '[' + ', '.join(map(str, values)) + ']'
+
+
+def chunk_label(attn: Optional[List[int]], mlp: Optional[List[int]]) -> str:
+    """' (attn chunks A, MLP chunks M)' for a row in sequential mode, '' otherwise (or for a peer: None)."""
+    if not attn or not (any(attn) or any(mlp)):
+        return ''
+    return f' (attn chunks {format_chunks(attn)}, MLP chunks {format_chunks(mlp)})'
 
 
 def write_json(path: str, env: Dict, argv: Optional[Sequence[str]], rows: List[Dict]) -> None:

@@ -13,7 +13,7 @@ import torch
 
 from .agreement import checked_grad, compare_rows, stage_outputs
 from .measurement import interleaved_times, is_oom, make_step, memory_of, mib
-from .peers import Impl
+from .peers import Impl, SwinDenseImpl
 
 ROW_DEFAULTS = ('ms_per_image', 'images_per_s', 'peak_mem_mib', 'step_peak_mib', 'cache_mib', 'rss_growth_mib')
 
@@ -70,8 +70,10 @@ def run_size(impls: Dict[str, Impl], size: Tuple[int, int], mode: str, with_cp: 
     grads: Dict[str, torch.Tensor] = {}
 
     for name, impl in impls.items():
+        chunked = isinstance(impl, SwinDenseImpl)  # the peers have no sequential mode
         row = rows[name] = dict(impl=name, size=f'{h}x{w}', height=h, width=w, mode=mode, with_cp=with_cp,
-                                chunk=args.chunk if name == 'swin_dense' else 0, batch=args.batch,
+                                attn_chunk=args.attn_chunk if chunked else None,
+                                mlp_chunk=args.mlp_chunk if chunked else None, batch=args.batch,
                                 dtype=args.dtype, device=args.device, status='ok', error='', note='')
         try:
             step = _prepare(name, impl, row, size, x, mode, with_cp, args, device, outputs, grads)
@@ -113,7 +115,7 @@ def _prepare(name: str, impl: Impl, row: Dict, size: Tuple[int, int], x: torch.T
     for the agreement check; warm it up. Returns the step to time (None with ``--memory-only``)."""
     model = impl.build(size)
     impl.set_with_cp(with_cp)
-    impl.set_chunk(args.chunk)
+    impl.set_chunks(args.attn_chunk, args.mlp_chunk)
     row['note'] = impl.note
     # The first step at this size fills whatever the implementation caches (masks, position
     # bias): those bytes count towards its memory, on top of the steady-state step peak.

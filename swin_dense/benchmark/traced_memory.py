@@ -11,6 +11,11 @@ freed. What it leaves out: the parameters (passed as ``exclude``), the allocator
 fragmentation, and kernels' workspace outside torch's allocator (cuDNN / oneDNN scratch). So it is a
 lower bound of a GPU's ``max_memory_allocated`` for the same step; docs/distributed.md compares it
 with measured CPU peaks.
+
+The layers' per-size caches (shifted-window masks and token orders, position-bias tables: the
+``functools.lru_cache`` functions of :mod:`swin_dense.layers`) are emptied before and after each trace:
+before, so that every trace counts what a first step builds and keeps (as a real first step
+would); after, so that no fake tensor stays in a cache that a real run would later be handed.
 """
 from typing import Callable, Dict, Iterable, Set
 
@@ -20,6 +25,8 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+
+from ..layers import position_bias, window_masks
 
 
 class PeakLive(TorchDispatchMode):
@@ -79,17 +86,29 @@ def traced_train_peak(model: nn.Module, inputs: Iterable[int],
         fakes = [mode.from_tensor(p) for p in params]
     tracker = PeakLive({StorageWeakRef(f.untyped_storage()) for f in fakes})
     hooks = [] if keep_grads else [p.register_post_accumulate_grad_hook(_drop_grad) for p in params if p.requires_grad]
-    with mode, tracker:
-        loss(model(torch.empty(*inputs))).backward()
-    for hook in hooks:
-        hook.remove()
-    for p in params:
-        p.grad = None
+    clear_layer_caches()
+    try:
+        with mode, tracker:
+            loss(model(torch.empty(*inputs))).backward()
+    finally:
+        clear_layer_caches()
+        for hook in hooks:
+            hook.remove()
+        for p in params:
+            p.grad = None
     return dict(peak=tracker.peak, largest=tracker.largest)
+
+
+def clear_layer_caches() -> None:
+    """Empty every ``functools.lru_cache`` of the layers that cache per-size tensors."""
+    for module in (position_bias, window_masks):
+        for obj in vars(module).values():
+            if hasattr(obj, 'cache_clear'):
+                obj.cache_clear()
 
 
 def _drop_grad(param: torch.Tensor) -> None:
     param.grad = None
 
 
-__all__ = ['PeakLive', 'traced_train_peak']
+__all__ = ['PeakLive', 'clear_layer_caches', 'traced_train_peak']

@@ -9,9 +9,9 @@ WINDOW = 4
 
 def bench_args(**overrides) -> argparse.Namespace:
     """The parsed options of a ``tools/benchmark.py`` run (its defaults, one repeat and warm-up)."""
-    args = dict(window=WINDOW, batch=1, seed=0, chunk=0, device='cpu', dtype='fp32', repeats=1, warmup=1,
-                no_check=False, no_memory=False, memory_only=False, verbose=False, modes=['forward'],
-                profile_shapes=False)
+    args = dict(window=WINDOW, batch=1, seed=0, attn_chunk=[0] * 4, mlp_chunk=[0] * 4, device='cpu', dtype='fp32',
+                repeats=1, warmup=1, no_check=False, no_memory=False, memory_only=False, verbose=False,
+                modes=['forward'], profile_shapes=False)
     args.update(overrides)
     return argparse.Namespace(**args)
 

@@ -40,7 +40,9 @@ def test_swin_dense_variants_give_the_same_outputs(state):
         model = impl.build((64, 96)).eval()
         assert impl.build((128, 128)) is model  # not rebuilt per size
         impl.set_with_cp(True)
-        impl.set_chunk(2)
+        impl.set_chunks([2, 0, 0, 0], [0, 2, 0, 0])
+        blocks = [(b.attn.chunk_size, b.mlp_chunk_size) for s in impl._backbone().layers for b in s.blocks]
+        assert blocks == [(2, 0)] * 2 + [(0, 2)] * 2 + [(0, 0)] * 4  # depths 2-2-2-2
         assert impl.param_for_grad_check() is impl._backbone().patch_embed.proj.weight
         assert all(stage.with_cp for stage in impl._backbone().layers)
         assert impl.static_buffer_bytes() == 0

@@ -10,7 +10,8 @@ from swin_dense.benchmark.report import environment, format_row, markdown_table,
 
 
 def _row(**overrides):
-    row = dict(impl='timm', size='512x512', height=512, width=512, mode='forward', with_cp=False, chunk=0,
+    row = dict(impl='timm', size='512x512', height=512, width=512, mode='forward', with_cp=False, attn_chunk=None,
+               mlp_chunk=None,
                status='ok', error='', note='static masks', ms_per_image=1202.3, images_per_s=0.83,
                peak_mem_mib=162.4, cache_mib=23.1, rss_growth_mib=None, speedup_vs_peer=1.74,
                mem_ratio_peer_over_ours=0.74, max_abs_diff=[5e-6, 6e-6, 5e-6, 7e-6], grad_rel_diff=None,
@@ -32,13 +33,15 @@ def test_format_row():
 
 
 def test_markdown_table():
-    rows = [_row(impl='swin_dense', chunk=16, speedup_vs_peer=1.0, max_abs_diff=None, compare=''), _row(),
+    rows = [_row(impl='swin_dense', attn_chunk=[16, 16, 0, 0], mlp_chunk=[0] * 4, speedup_vs_peer=1.0,
+                 max_abs_diff=None, compare=''), _row(),
             _row(impl='mmpretrain', status='error', error='AssertionError: pad_small_map'),
             _row(impl='mmpretrain', size='800x1344', peak_mem_mib=None, error='memory: MemoryError: out of memory',
                  max_abs_diff=None, compare='not compared: stage 0')]
     lines = markdown_table(rows).splitlines()
     assert lines[0].startswith('| size | mode | with_cp | impl | ms / image |') and len(lines) == 6
-    assert lines[2] == '| 512x512 | forward | False | swin_dense (chunk 16) | 1202.3 | 0.83 | 162 (23) | - | - | - |'
+    assert lines[2] == ('| 512x512 | forward | False | swin_dense (attn chunks [16, 16, 0, 0], MLP chunks 0) | '
+                        '1202.3 | 0.83 | 162 (23) | - | - | - |')
     assert lines[3].endswith('| 1.74 | 0.74 | 5e-06 / 6e-06 / 5e-06 / 7e-06 |')
     assert lines[4] == '| 512x512 | forward | False | mmpretrain | error: AssertionError: pad_small_map | | | | | |'
     assert '| oom |' in lines[5] and lines[5].endswith('| not compared |')

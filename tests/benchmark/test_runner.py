@@ -7,10 +7,11 @@ from swin_dense.benchmark.peers import Impl, make_impls
 from swin_dense.benchmark.runner import add_ratios, cp_settings, parse_sizes, run_size, short_error
 
 CPU = torch.device('cpu')
-KEYS = {'impl', 'size', 'height', 'width', 'mode', 'with_cp', 'chunk', 'batch', 'dtype', 'device', 'status', 'error',
-        'note', 'cache_mib', 'max_abs_diff', 'grad_rel_diff', 'compare', 'times_s', 'median_s', 'ms_per_image',
-        'images_per_s', 'step_peak_mib', 'peak_mem_mib', 'rss_growth_mib', 'speedup_vs_peer',
-        'mem_ratio_peer_over_ours'}
+KEYS = {
+        'impl', 'size', 'height', 'width', 'mode', 'with_cp', 'attn_chunk', 'mlp_chunk', 'batch', 'dtype',
+        'device', 'status', 'error', 'note', 'cache_mib', 'max_abs_diff', 'grad_rel_diff', 'compare', 'times_s',
+        'median_s', 'ms_per_image', 'images_per_s', 'step_peak_mib', 'peak_mem_mib', 'rss_growth_mib',
+        'speedup_vs_peer', 'mem_ratio_peer_over_ours'}
 
 
 @pytest.fixture(scope='module')
@@ -60,9 +61,13 @@ def test_forward_rows(state):
 
 def test_train_rows_compare_a_gradient(state):
     impls = make_impls(['swin_dense', 'swin_dense_unfused'], ARCH, WINDOW, state, CPU)
-    # chunks of 8 windows: stage 0 (16 windows of 4x4 tokens) runs in two, without many tiny checkpointed calls
-    rows = run_size(impls, (64, 64), 'train', True, bench_args(no_memory=True, chunk=8), print)
-    assert rows[0]['chunk'] == 8 and rows[1]['chunk'] == 0
+    # chunks of 8 windows: stage 0 (16 windows of 4x4 tokens) runs in two, without many tiny checkpointed calls;
+    # the MLP in stages 0 and 1 only
+    args = bench_args(no_memory=True, attn_chunk=[8] * 4, mlp_chunk=[8, 8, 0, 0])
+    rows = run_size(impls, (64, 64), 'train', True, args, print)
+    assert rows[0]['attn_chunk'] == [8] * 4 and rows[0]['mlp_chunk'] == [8, 8, 0, 0]
+    chunks = [(b.attn.chunk_size, b.mlp_chunk_size) for s in impls['swin_dense'].model.layers for b in s.blocks]
+    assert chunks == [(8, 8)] * 4 + [(8, 0)] * 4
     # relative gradient difference of sums over every token, accumulated in another order (chunked vs whole)
     assert rows[1]['grad_rel_diff'] is not None and rows[1]['grad_rel_diff'] < 1e-4
     assert all(r['peak_mem_mib'] is None and r['cache_mib'] is None for r in rows)  # --no-memory

@@ -16,7 +16,7 @@ from swin_dense.checkpoint.hub import HUB_PREFIX, parse_hub_source
 from swin_dense.checkpoint.sources import resolve_checkpoint
 from swin_dense.checkpoint.v1 import V1_LAYOUTS
 from swin_dense.checkpoint.windows import pretrained_window_from_name
-from swin_dense.checkpoint.zoo import TABLE_MARKERS, ZOO, with_zoo_table, zoo_entry, zoo_markdown
+from swin_dense.checkpoint.zoo import TABLE_MARKERS, ZOO, zoo_entry, zoo_markdown
 
 DOC = os.path.join(ROOT, 'docs', 'checkpoints.md')
 TINY = dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 2, 4, 8])
@@ -61,7 +61,6 @@ def test_docs_table_is_the_generated_one():
     start, end = TABLE_MARKERS
     assert document.split(start, 1)[1].split(end, 1)[0].strip() == zoo_markdown(), (
         'docs/checkpoints.md is out of date: run python tools/zoo_table.py --write docs/checkpoints.md')
-    assert with_zoo_table(document) == document
     assert zoo_markdown().count('\n') == len(ZOO) + 1
 
 

@@ -137,3 +137,33 @@ def test_time_parts_splits_a_forward_with_its_gflop():
     # the table prints GFLOP with 3 decimals
     assert float(rows['MLP (fc1 + GELU, fc2)'][2]) == pytest.approx(expected_mlp, abs=1e-3)
     assert all(float(r[0]) >= 0 for r in rows.values())
+
+
+def test_per_stage_chunks_reach_the_rows_and_wrong_lengths_are_refused(tmp_path):
+    out = tmp_path / 'rows.json'
+    cmd = [sys.executable, TOOL, '--arch-json', ARCH, '--window', '4', '--sizes', '64x64', '--mode', 'train',
+           '--with-cp', 'on', '--impls', 'swin_dense', '--attn-chunk', '2,2,0,0', '--mlp-chunk', '0',
+           '--repeats', '1', '--warmup', '1', '--threads', '1', '--no-check', '--markdown', '--json', str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(out) as f:
+        row, = json.load(f)['rows']
+    assert row['attn_chunk'] == [2, 2, 0, 0] and row['mlp_chunk'] == [0, 0, 0, 0] and row['status'] == 'ok'
+    assert '| swin_dense (attn chunks [2, 2, 0, 0], MLP chunks 0) |' in proc.stdout
+    bad = subprocess.run(cmd[:cmd.index('--attn-chunk') + 1] + ['2,2,0'], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert bad.returncode == 2 and '--attn-chunk needs one value per stage (4)' in bad.stderr
+
+
+def test_chunk_sweep_traced_prints_one_row_per_setting():
+    cmd = [sys.executable, TOOL, '--arch-json', ARCH, '--window', '8', '--sizes', '128x128', '--chunk-sweep',
+           '0/0;2,0,0,0/2,0,0,0', '--traced', '--with-cp', 'both']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = proc.stdout[proc.stdout.index('| with_cp |'):].splitlines()
+    assert [line.split('|')[1:4] for line in table[2:]] == [
+        [' False ', ' 0 ', ' 0 '], [' False ', ' [2, 0, 0, 0] ', ' [2, 0, 0, 0] '],
+        [' True ', ' 0 ', ' 0 '], [' True ', ' [2, 0, 0, 0] ', ' [2, 0, 0, 0] ']]
+    ratios = [float(line.split('|')[-2]) for line in table[2:]]
+    # each against its own with_cp setting: 1 for no chunks, below 1 with stage 0 chunked (traced: 0.78 / 0.90)
+    assert ratios[0] == ratios[2] == 1.0 and ratios[1] < 1 and ratios[3] < 1
