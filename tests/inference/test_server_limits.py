@@ -165,13 +165,25 @@ def _raw(port, data, timeout=10):
     return sock
 
 
+def _read_response(sock) -> bytes:
+    """One whole response: headers, then Content-Length bytes of body (they may come in separate reads)."""
+    data = b''
+    while b'\r\n\r\n' not in data:
+        data += sock.recv(65536)
+    head, body = data.split(b'\r\n\r\n', 1)
+    length = next(int(line.split(b':')[1]) for line in head.split(b'\r\n') if line.lower().startswith(b'content-length'))
+    while len(body) < length:
+        body += sock.recv(65536)
+    sock.close()
+    return head + b'\r\n\r\n' + body
+
+
 def test_slow_body_gets_408_and_silent_connections_are_closed(server):
     head = (f'POST /score HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEYS[0]}\r\n'
             'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n').encode()
     sock = _raw(server.port, head + b'{"input_data": [')
     t0 = time.time()
-    answer = sock.recv(65536)
-    sock.close()
+    answer = _read_response(sock)
     assert answer.startswith(b'HTTP/1.1 408') and b'body_timeout' in answer
     assert time.time() - t0 < SETTINGS.body_timeout_s + 5  # the timeout, plus slack for a busy machine
     stalled = [_raw(server.port, b'' if i % 2 else b'GET /health HTTP/1.1\r\nHo') for i in range(40)]
@@ -259,7 +271,7 @@ def test_rss_stays_flat_under_mixed_load(server):
         with ThreadPoolExecutor(4) as pool:
             return [s for res in pool.map(lambda c: client(c, n), range(4)) for s in res]
 
-    for _ in range(2):  # warm-up (160 requests): first-call allocations of every path, the allocator's arenas
+    for _ in range(3):  # warm-up (240 requests): first-call allocations of every path, the allocator's arenas
         round_of(20)
     errors_before = server.request('GET', '/health')[1]['server_errors']
     t0 = time.time()
@@ -272,6 +284,9 @@ def test_rss_stays_flat_under_mixed_load(server):
     assert server.request('GET', '/health')[1]['server_errors'] == errors_before
     print(f'320 requests in {time.time() - t0:.1f} s; RSS after each 80: {[round(r) for r in rss]} MB')
     # 120 of the 320 requests run the model; a leak of their inputs or answers alone (a 160x120 image is 58 KB as
-    # pixels, its padded input tensor 0.4 MB) would add 7-50 MB, and grow round after round; glibc's arenas and
-    # torch's caches settle within a few MB
-    assert max(rss) - rss[0] < 20, rss
+    # pixels, its padded input tensor 0.4 MB) would add 7-50 MB, and grow round after round. glibc's arenas and
+    # torch's caches settle: alone, RSS stayed within 3 MB; inside the full suite (other tests' memory in the
+    # same worker) it rose 30 MB in the first measured round and then stayed within 5 MB, so the rounds after
+    # the first must be flat and the whole run bounded
+    assert max(rss[1:]) - rss[1] < 20, rss
+    assert max(rss) - rss[0] < 60, rss
