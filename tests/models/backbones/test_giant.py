@@ -8,6 +8,9 @@
   allocated), have mmpretrain's parameter count, and every tensor lands on an mmpretrain tensor of the
   same shape through the mmpretrain layout.
 """
+import os
+import sys
+
 import pytest
 import torch
 import torch.nn as nn
@@ -19,27 +22,14 @@ from swin_dense.benchmark.meta import empty_parameters, parameter_count
 from swin_dense.checkpoint import from_official_state_dict, to_official_state_dict
 from swin_dense.checkpoint.layouts import LAYOUTS
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                'checkpoint'))
+from checkpoint_helpers import randomize_  # noqa: E402
+
 mmp = pytest.importorskip('mmpretrain.models.backbones')
 
 ARCH = dict(embed_dims=16, depths=[2, 2, 3, 2], num_heads=[1, 2, 2, 4], extra_norm_every_n_blocks=2)
 WINDOW = 4
-
-
-def _randomise(model: nn.Module, seed: int) -> nn.Module:
-    """Random weights everywhere (every LayerNorm around (1, 0), logit scales U(0.5, 5)), in eval mode."""
-    gen = torch.Generator().manual_seed(seed)
-    norms = {id(p) for m in model.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()}
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)
-            if name.endswith('logit_scale'):
-                p.copy_(torch.rand(p.shape, generator=gen) * 4.5 + 0.5)
-            elif id(p) in norms:
-                p.copy_(noise * 0.5 + (1.0 if name.endswith('weight') else 0.0))
-            else:
-                p.copy_(noise / p[0].numel() ** 0.5 if p.dim() >= 2 else noise * 0.5)
-    model.eval()
-    return model
 
 
 def _mmpretrain(arch, **kwargs) -> nn.Module:
@@ -68,7 +58,7 @@ def test_extra_norms_sit_where_mmpretrain_puts_them():
 @pytest.mark.numerics
 @pytest.mark.parametrize('size', [128, 100])  # 128 = 32 x window; 100: maps 25, 13, 7, 4 (padding, odd merges)
 def test_extra_norm_parity_with_mmpretrain(size):
-    source = _randomise(_mmpretrain(ARCH), seed=5)
+    source = randomize_(_mmpretrain(ARCH), seed=5)
     ours = SwinTransformerV2(arch=ARCH, window_size=WINDOW, drop_path_rate=0.0, attn_impl='eager').eval()
     ours.load_state_dict(_weights(source), strict=False)
     missing = {k for k in ours.state_dict() if k not in _weights(source)}
@@ -84,7 +74,7 @@ def test_extra_norm_parity_with_mmpretrain(size):
 def test_extra_norms_change_the_output():
     """The parity above would hold vacuously if norm3 were never applied: with norm3 made the identity
     (weight 1, bias 0), the outputs move."""
-    source = _randomise(_mmpretrain(ARCH), seed=5)
+    source = randomize_(_mmpretrain(ARCH), seed=5)
     ours = SwinTransformerV2(arch=ARCH, window_size=WINDOW, drop_path_rate=0.0).eval()
     ours.load_state_dict(_weights(source), strict=False)
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
