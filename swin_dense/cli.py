@@ -7,11 +7,15 @@ config's ``default_scope`` ('mmdet' or 'mmseg') decides which OpenMMLab package 
 modules, and everything else goes through mmengine's Runner.
 """
 import os
+import sys
 from typing import Any, Dict, Optional
 
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
+
+from .checkpoint import CheckpointError
+from .checkpoint.sources import resolve_checkpoint
 
 TASKS = {'mmdet': 'det', 'mmseg': 'seg'}
 #: FlexibleRunner strategies that wrap the model in FSDP
@@ -170,4 +174,14 @@ def enable_amp(cfg: Config, dtype: Optional[str] = None) -> None:
         wrapper.dtype = dtype
 
 
-__all__ = ['AMP_WRAPPERS', 'FSDP_STRATEGIES', 'detect_task', 'setup_scope', 'merge_cfg_options', 'setup_distributed', 'enable_amp']
+def checkpoint_argument(source: str) -> str:
+    """A tool's CHECKPOINT argument (path, URL, ``hf-hub:`` id or zoo name; docs/checkpoints.md, "Sources")
+    as a local path; when it cannot be had, the reason on stderr and exit status 2."""
+    try:
+        return resolve_checkpoint(source)
+    except (FileNotFoundError, CheckpointError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+__all__ = ['AMP_WRAPPERS', 'FSDP_STRATEGIES', 'checkpoint_argument', 'detect_task', 'setup_scope', 'merge_cfg_options', 'setup_distributed', 'enable_amp']

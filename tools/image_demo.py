@@ -20,8 +20,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')  # mmen
 
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from swin_dense.checkpoint.sources import resolve_checkpoint  # noqa: E402
-from swin_dense.cli import merge_cfg_options, setup_scope  # noqa: E402
+from swin_dense.cli import checkpoint_argument, merge_cfg_options, setup_scope  # noqa: E402
 from swin_dense.engine import safe_load  # noqa: E402
 
 
@@ -69,7 +68,7 @@ def _demo_seg(cfg, args):
 
 def main():
     args = parse_args()
-    args.checkpoint = resolve_checkpoint(args.checkpoint)
+    args.checkpoint = checkpoint_argument(args.checkpoint)
     safe_load.install()  # mmdet's / mmseg's init_* read the checkpoint with torch.load(weights_only=True)
     cfg = Config.fromfile(args.config)
     merge_cfg_options(cfg, args.cfg_options)

@@ -55,14 +55,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from swin_dense.engine import safe_load
     from swin_dense.inference import BatchError, ImageError, InputError, PredictorError, run_batch
-    from swin_dense.checkpoint import CheckpointError
-    from swin_dense.checkpoint.sources import resolve_checkpoint
+    from swin_dense.cli import checkpoint_argument
     safe_load.install()  # the checkpoint is read with torch.load(weights_only=True): allow mmengine's types
-    try:  # a path, URL, hf-hub: id or zoo name (docs/checkpoints.md, "Sources")
-        checkpoint = resolve_checkpoint(args.checkpoint)
-    except (FileNotFoundError, CheckpointError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    checkpoint = checkpoint_argument(args.checkpoint)
     try:
         summary = run_batch(args.config, checkpoint, args.input, args.out, batch_size=args.batch_size,
                             device=args.device, score_thr=args.score_thr, vis=not args.no_vis,

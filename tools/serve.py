@@ -79,14 +79,9 @@ def main(argv=None) -> int:
     from swin_dense.inference import PredictorError
     from swin_dense.inference.auth import API_KEY_ENV, parse_api_keys
     from swin_dense.inference.server import ServerSettings, serve
-    from swin_dense.checkpoint import CheckpointError
-    from swin_dense.checkpoint.sources import resolve_checkpoint
+    from swin_dense.cli import checkpoint_argument
     safe_load.install()  # the checkpoint is read with torch.load(weights_only=True): allow mmengine's types
-    try:  # a path, URL, hf-hub: id or zoo name (docs/checkpoints.md, "Sources")
-        checkpoint = resolve_checkpoint(args.checkpoint)
-    except (FileNotFoundError, CheckpointError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    checkpoint = checkpoint_argument(args.checkpoint)
     settings = ServerSettings(max_batch=args.max_batch, max_images=args.max_images,
                               max_body_bytes=int(args.max_body_mb * (1 << 20)), max_pixels=args.max_pixels,
                               max_request_pixels=args.max_request_pixels, max_inflight_pixels=args.max_inflight_pixels,

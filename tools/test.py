@@ -34,9 +34,7 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import swin_dense.runtime  # noqa: E402,F401  hooks, optimizer wrappers, 'atomic_local', checkpoint allowlist
-from swin_dense.checkpoint import CheckpointError  # noqa: E402
-from swin_dense.checkpoint.sources import resolve_checkpoint  # noqa: E402
-from swin_dense.cli import FSDP_STRATEGIES, merge_cfg_options, setup_distributed, setup_scope  # noqa: E402
+from swin_dense.cli import FSDP_STRATEGIES, checkpoint_argument, merge_cfg_options, setup_distributed, setup_scope  # noqa: E402
 from swin_dense.datasets import MODES, DatasetError, validate_config  # noqa: E402
 import swin_dense.models.det_tta  # noqa: E402,F401  InstanceSegTTAModel, the detection configs' tta_model
 from swin_dense.inference.predictor import (CheckpointMismatchError, PredictorError,  # noqa: E402
@@ -158,10 +156,7 @@ def main():
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    try:  # a path, URL, hf-hub: id or zoo name (docs/checkpoints.md, "Sources")
-        checkpoint = resolve_checkpoint(args.checkpoint)
-    except (FileNotFoundError, CheckpointError) as error:
-        raise SystemExit(f'error: {error}')
+    checkpoint = checkpoint_argument(args.checkpoint)
     cfg.load_from = checkpoint
     cfg.resume = False
     if args.show or args.show_dir:
