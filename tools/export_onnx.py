@@ -5,9 +5,8 @@ tools/serve.py) or TensorRT.
     python tools/export_onnx.py CONFIG CHECKPOINT --out DIR [--shape H W | --dynamic] [--cfg-options k=v ...]
 
 Writes DIR/model.onnx and DIR/export.json (classes, palette, normalisation, size policy, export
-settings). Without --shape the graph is dynamic in H and W: it runs at any input size whose sides are
-at least the export's min_side (every backbone stage larger than its window); --shape H W exports a
-graph for that one input size. Inputs outside the size policy are refused, never run. A detector's
+settings). Without --shape the graph is dynamic in H and W: it runs at any input size of at least one
+backbone patch, window multiple or not; --shape H W exports a graph for that one input size. Inputs outside the size policy are refused, never run. A detector's
 test_cfg (score threshold, NMS, counts) is a constant of the graph: give the --cfg-options you will run
 with. Detectors other than Cascade Mask R-CNN (HTC++) are refused. See docs/deploy.md.
 """

@@ -6,9 +6,9 @@
 # 2048x2048.py), written for our graph's input name, and docs/deploy.md gives the equivalent trtexec
 # command (--minShapes / --optShapes / --maxShapes, TensorRT's documented flags).
 #
-# The graph's size policy still holds under TensorRT: a dynamic export runs only at sides of at least
-# export.json's size_policy.min_side (257 for 8 px windows, 513 for the 16 px windows of
-# upernet_swinv2_*_ade20k.py); min_shape must not go below it. A fixed export has min = opt = max.
+# The graph's size policy still holds under TensorRT: a dynamic export runs at sides of at least
+# export.json's size_policy.min_side (one 4 px patch); min_shape must not go below it. The min here
+# covers the ADE20K configs' short side of 512 with room below. A fixed export has min = opt = max.
 backend_config = dict(
     type='tensorrt',
     common_config=dict(fp16_mode=False, max_workspace_size=1 << 30),
@@ -16,7 +16,7 @@ backend_config = dict(
         dict(
             input_shapes=dict(
                 inputs=dict(
-                    min_shape=[1, 3, 513, 513],
+                    min_shape=[1, 3, 256, 256],
                     opt_shape=[1, 3, 640, 853],
                     max_shape=[1, 3, 1024, 2048])))
     ])

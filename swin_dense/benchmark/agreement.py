@@ -28,8 +28,8 @@ def timm_comparable(h: int, w: int, num_stages: int, window: int) -> Tuple[bool,
         return False, f'timm needs H and W divisible by the patch size {PATCH}'
     gh, gw = h // PATCH, w // PATCH
     for i, (mh, mw) in enumerate(stage_maps(h, w, num_stages)):
-        ours_win, can_shift = effective_window(mh, mw, window)
-        ours = (ours_win, ours_win, ours_win // 2 if can_shift else 0)
+        ours_win, ours_shift = effective_window(mh, mw, window)
+        ours = (ours_win, ours_win, ours_shift)
         fh, fw = gh // 2 ** i, gw // 2 ** i
         twh, tww = (fh if fh <= window else window), (fw if fw <= window else window)
         tsh = 0 if fh <= twh else window // 2

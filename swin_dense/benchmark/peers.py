@@ -47,8 +47,8 @@ def timm_static_ok(h: int, w: int, num_stages: int, window: int) -> bool:
     if h % reduction or w % reduction:
         return False
     for mh, mw in stage_maps(h, w, num_stages):
-        win, can_shift = effective_window(mh, mw, window)
-        if can_shift and (mh % win or mw % win):
+        win, shift = effective_window(mh, mw, window)
+        if shift and (mh % win or mw % win):
             return False
     return True
 

@@ -21,7 +21,7 @@ from .adaptive_pool import replace_adaptive_pools
 from .detector import DET_INPUTS, DET_OUTPUTS, DetectorGraph, UnsupportedDetector
 from .graphs import SEG_INPUTS, SEG_OUTPUTS, SegmentorGraph
 from .record import ExportRecord, SizePolicy, frozen_test_cfg
-from .sizes import min_side, trace_side
+from .sizes import trace_side
 
 ONNX_NAME = 'model.onnx'
 OPSET = 17
@@ -40,13 +40,13 @@ def _backbone_windows(model: torch.nn.Module) -> Tuple[list, int]:
 
 
 def size_policy(model: torch.nn.Module, shape: Optional[Tuple[int, int]]) -> SizePolicy:
-    """``'fixed'`` at ``shape``, or ``'dynamic'`` (traced at :func:`trace_side`) when ``shape`` is None."""
+    """``'fixed'`` at ``shape``, or ``'dynamic'`` when ``shape`` is None: traced at :func:`trace_side`,
+    run at any size of at least one patch (:mod:`.sizes`)."""
     windows, patch = _backbone_windows(model)
     if shape is not None:
         return SizePolicy('fixed', tuple(shape))
-    smallest = min_side(windows, patch)
-    side = trace_side(windows, patch, smallest)
-    return SizePolicy('dynamic', (side, side), smallest)
+    side = trace_side(windows, patch)
+    return SizePolicy('dynamic', (side, side), patch)
 
 
 def exportable_copy(model: torch.nn.Module) -> torch.nn.Module:

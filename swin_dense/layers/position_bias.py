@@ -8,14 +8,19 @@ Coordinates (official code): relative offsets ``dh, dw`` in ``[-(W-1), W-1]`` ar
 ``pretrained_window - 1`` (or ``window - 1`` when no pretrained window is given), multiplied by 8
 and mapped through ``sign(x) * log2(1 + |x|) / log2(8)``. The MLP output goes through
 ``16 * sigmoid``.
+
+The coordinate table and the index are cached per window; while the ONNX exporter traces a window
+that is a traced value (a 0-d tensor, :func:`.swin_block.effective_window`), they are computed in the
+graph instead, so one exported graph holds for every window the input size gives.
 """
 from functools import lru_cache
-from typing import Tuple
+from typing import Tuple, Union
 
 import torch
 import torch.nn as nn
 
 CPB_HIDDEN_DIMS = 512
+WindowSize = Tuple[Union[int, torch.Tensor], Union[int, torch.Tensor]]  # ints, or 0-d tensors while traced
 
 
 def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
@@ -53,8 +58,9 @@ def relative_coords_table(window_size: Tuple[int, int], pretrained_window_size: 
         norm_h, norm_w = pretrained_window_size[0] - 1, pretrained_window_size[1] - 1
     else:
         norm_h, norm_w = wh - 1, ww - 1
+    norm = torch.stack([torch.as_tensor(norm_h, device=device), torch.as_tensor(norm_w, device=device)])
     # A 1-pixel window has only the offset 0; divide by 1 there instead of 0 (the official 0/0 is NaN).
-    table = table / torch.tensor([max(norm_h, 1), max(norm_w, 1)], dtype=torch.float32, device=device)
+    table = table / norm.clamp(min=1).to(torch.float32)
     table = table * 8
     return torch.sign(table) * torch.log2(table.abs() + 1.0) / 3.0
 
@@ -74,7 +80,7 @@ def relative_position_index(window_size: Tuple[int, int], device: torch.device) 
     return (rel[0] + wh - 1) * (2 * ww - 1) + (rel[1] + ww - 1)
 
 
-def continuous_position_bias(cpb_mlp: nn.Module, num_heads: int, window_size: Tuple[int, int],
+def continuous_position_bias(cpb_mlp: nn.Module, num_heads: int, window_size: WindowSize,
                              pretrained_window_size: Tuple[int, int]) -> torch.Tensor:
     """Evaluate the CPB for one window.
 
@@ -89,8 +95,11 @@ def continuous_position_bias(cpb_mlp: nn.Module, num_heads: int, window_size: Tu
         float64 MLP).
     """
     device = cpb_mlp[0].weight.device
-    table = relative_coords_table(tuple(window_size), tuple(pretrained_window_size), device)
-    index = relative_position_index(tuple(window_size), device)
+    traced = any(isinstance(side, torch.Tensor) for side in window_size)
+    coords, positions = ((relative_coords_table.__wrapped__, relative_position_index.__wrapped__) if traced
+                         else (relative_coords_table, relative_position_index))
+    table = coords(tuple(window_size), tuple(pretrained_window_size), device)
+    index = positions(tuple(window_size), device)
     with torch.autocast(device_type=device.type, enabled=False):
         bias_table = cpb_mlp(table.view(-1, 2).to(cpb_mlp[0].weight.dtype))  # ((2Wh-1)(2Ww-1), nH)
     bias_table = at_least_fp32(bias_table)

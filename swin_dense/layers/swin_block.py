@@ -14,7 +14,7 @@ from torch.utils.checkpoint import checkpoint
 from .activation_checkpoint import checkpoint_if_grad_enabled
 from .linear import FusedLinear
 from .window_attention import WindowAttentionV2
-from .window_masks import attention_mask, window_partition, window_reverse
+from .window_masks import SizeLike, attention_mask, window_partition, window_reverse
 
 
 class Mlp(nn.Module):
@@ -134,17 +134,28 @@ class PatchMergingV2(nn.Module):
         return self.norm(self.reduction(x))
 
 
-def effective_window(height: int, width: int, window_size: int) -> Tuple[int, bool]:
+def effective_window(height: SizeLike, width: SizeLike, window_size: int) -> Tuple[SizeLike, SizeLike]:
     """The official shrink rule: a map not larger than the window is one window, without shift.
 
+    Args:
+        height, width: the stage's map size; ints, or 0-d tensors while the ONNX exporter traces, where
+            the rule becomes tensor ops, so that one graph holds for maps on both sides of the window.
+        window_size: the stage's window.
+
     Returns:
-        (window, shift_allowed). The window never shrinks below 2 (a 1-token window has no
-        relative positions; the map is padded instead).
+        (window, shift): the window never shrinks below 2 (a 1-token window has no relative positions;
+        the map is padded instead); the shift of the shifted blocks is ``window_size // 2``, or 0 for a
+        shrunken window.
     """
+    if isinstance(height, torch.Tensor) or isinstance(width, torch.Tensor):
+        side = torch.minimum(torch.as_tensor(height), torch.as_tensor(width))
+        shrunk = side <= window_size
+        return (torch.where(shrunk, side.clamp(min=min(2, window_size)), window_size),
+                torch.where(shrunk, 0, window_size // 2))
     side = min(height, width)
     if side <= window_size:
-        return max(side, min(2, window_size)), False
-    return window_size, True
+        return max(side, min(2, window_size)), 0
+    return window_size, window_size // 2
 
 
 class SwinStageV2(nn.Module):
@@ -188,15 +199,13 @@ class SwinStageV2(nn.Module):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(B, H, W, C) -> (stage output (B, H, W, C), merged (B, ceil(H/2), ceil(W/2), 2C) or None)."""
         h, w = x.shape[1:3]
-        window, can_shift = effective_window(h, w, self.window_size)
-        shift = window // 2 if can_shift else 0
+        window, shift = effective_window(h, w, self.window_size)
         padded = (h + (-h) % window, w + (-w) % window)
         pad = (padded[0] - h, padded[1] - w)
         masks: List[Optional[torch.Tensor]] = [
             attention_mask(padded, (window, window), (s, s), pad, self.mask_padding, x.device) for s in (0, shift)]
         for j, block in enumerate(self.blocks):
-            shift_j = shift if j % 2 else 0
-            mask = masks[1 if shift_j else 0]
+            shift_j, mask = (shift, masks[1]) if j % 2 else (0, masks[0])
             if self.with_cp and self.training and torch.is_grad_enabled():
                 x = checkpoint(block, x, window, shift_j, mask, use_reentrant=False)
             else:

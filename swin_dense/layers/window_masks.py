@@ -9,20 +9,38 @@ Mask values are the official finite ``-100`` (not ``-inf``): with padding-key ma
 region can be padding, and ``-inf`` would then give NaN rows.
 
 The masks and the shifted token orders are cached per size in eager runs. While the ONNX exporter
-traces (``torch.jit.is_tracing()``) the sizes are traced values: the masks and orders are then
-computed in the graph from the input's shape, with no cache, so one exported graph serves every
-input size (docs/deploy.md).
+traces (``torch.jit.is_tracing()``) the sizes are traced values (0-d tensors), and so are the window
+and the shift (:func:`.swin_block.effective_window`): the masks and orders are then computed in the
+graph from the input's shape, with no cache and no branch on a traced value, so one exported graph
+serves every input size (docs/deploy.md).
 """
 from functools import lru_cache
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
 MASK_VALUE = -100.0
+SizeLike = Union[int, torch.Tensor]  # a size: an int, or a 0-d tensor while the ONNX exporter traces
 
 
-def window_partition(x: torch.Tensor, window_size: Tuple[int, int],
-                     shift_size: Tuple[int, int] = (0, 0)) -> torch.Tensor:
+def may_be_nonzero(values: Sequence[SizeLike]) -> bool:
+    """Whether any of ``values`` is nonzero, or traced (its value is known only when the graph runs)."""
+    return any(isinstance(v, torch.Tensor) or v != 0 for v in values)
+
+
+def roll(x: torch.Tensor, shifts: Sequence[SizeLike], dims: Sequence[int]) -> torch.Tensor:
+    """``torch.roll``, also for traced shifts: exported, ``torch.roll`` keeps the traced shift as a
+    constant, so traced shifts gather with computed indices, ``out[i] = x[(i - shift) % n]``."""
+    if not any(isinstance(s, torch.Tensor) for s in shifts):
+        return torch.roll(x, shifts=tuple(shifts), dims=tuple(dims))
+    for shift, dim in zip(shifts, dims):
+        n = x.shape[dim]
+        x = x.index_select(dim, (torch.arange(n, device=x.device) - shift) % n)
+    return x
+
+
+def window_partition(x: torch.Tensor, window_size: Tuple[SizeLike, SizeLike],
+                     shift_size: Tuple[SizeLike, SizeLike] = (0, 0)) -> torch.Tensor:
     """Cut a map into windows, after a cyclic shift by ``-shift_size`` (``torch.roll``) if given.
 
     Args:
@@ -36,8 +54,8 @@ def window_partition(x: torch.Tensor, window_size: Tuple[int, int],
     """
     b, h, w, c = x.shape
     wh, ww = window_size
-    if any(shift_size) and torch.jit.is_tracing():
-        return window_partition(torch.roll(x, shifts=(-shift_size[0], -shift_size[1]), dims=(1, 2)), window_size)
+    if may_be_nonzero(shift_size) and torch.jit.is_tracing():
+        return window_partition(roll(x, (-shift_size[0], -shift_size[1]), (1, 2)), window_size)
     if any(shift_size):
         order, _ = _shifted_window_order((h, w), tuple(window_size), tuple(shift_size), x.device)
         return x.reshape(b, h * w, c).index_select(1, order).view(-1, wh * ww, c)
@@ -45,14 +63,14 @@ def window_partition(x: torch.Tensor, window_size: Tuple[int, int],
     return x.reshape(-1, wh * ww, c)
 
 
-def window_reverse(windows: torch.Tensor, window_size: Tuple[int, int], h: int, w: int,
-                   shift_size: Tuple[int, int] = (0, 0)) -> torch.Tensor:
+def window_reverse(windows: torch.Tensor, window_size: Tuple[SizeLike, SizeLike], h: SizeLike, w: SizeLike,
+                   shift_size: Tuple[SizeLike, SizeLike] = (0, 0)) -> torch.Tensor:
     """Inverse of :func:`window_partition`: (B * nW, Wh * Ww, C) -> (B, H, W, C), rolled back by
     ``+shift_size`` if given."""
     wh, ww = window_size
     c = windows.shape[-1]
-    if any(shift_size) and torch.jit.is_tracing():
-        return torch.roll(window_reverse(windows, window_size, h, w), shifts=tuple(shift_size), dims=(1, 2))
+    if may_be_nonzero(shift_size) and torch.jit.is_tracing():
+        return roll(window_reverse(windows, window_size, h, w), shift_size, (1, 2))
     if any(shift_size):
         _, restore = _shifted_window_order((h, w), tuple(window_size), tuple(shift_size), windows.device)
         return windows.reshape(-1, h * w, c).index_select(1, restore).view(-1, h, w, c)
@@ -74,16 +92,18 @@ def _shifted_window_order(size: Tuple[int, int], window_size: Tuple[int, int], s
     return order, restore
 
 
-def _region_ids(length: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
-    """Per-position region id along one axis: the official slices (0,-ws), (-ws,-s), (-s,None)."""
-    if shift == 0:
+def _region_ids(length: SizeLike, window: SizeLike, shift: SizeLike, device: torch.device) -> torch.Tensor:
+    """Per-position region id along one axis: the official slices (0,-ws), (-ws,-s), (-s,None).
+    A traced shift of 0 gives ids 0 and 1 split at a window border: no window mixes regions."""
+    if not may_be_nonzero((shift,)):
         return torch.zeros(length, dtype=torch.long, device=device)
     pos = torch.arange(length, device=device)
     return (pos >= length - window).long() + (pos >= length - shift).long()
 
 
-def attention_mask(padded_size: Tuple[int, int], window_size: Tuple[int, int], shift_size: Tuple[int, int],
-                   pad: Tuple[int, int], mask_padding: bool, device: torch.device) -> Optional[torch.Tensor]:
+def attention_mask(padded_size: Tuple[SizeLike, SizeLike], window_size: Tuple[SizeLike, SizeLike],
+                   shift_size: Tuple[SizeLike, SizeLike], pad: Tuple[SizeLike, SizeLike], mask_padding: bool,
+                   device: torch.device) -> Optional[torch.Tensor]:
     """Additive attention mask for the windows of a padded (and rolled) map.
 
     Args:
@@ -104,13 +124,14 @@ def attention_mask(padded_size: Tuple[int, int], window_size: Tuple[int, int], s
                                   mask_padding, device)
 
 
-def _attention_mask(padded_size: Tuple[int, int], window_size: Tuple[int, int], shift_size: Tuple[int, int],
-                    pad: Tuple[int, int], mask_padding: bool, device: torch.device) -> Optional[torch.Tensor]:
+def _attention_mask(padded_size: Tuple[SizeLike, SizeLike], window_size: Tuple[SizeLike, SizeLike],
+                    shift_size: Tuple[SizeLike, SizeLike], pad: Tuple[SizeLike, SizeLike], mask_padding: bool,
+                    device: torch.device) -> Optional[torch.Tensor]:
     """:func:`attention_mask`, computed."""
     hp, wp = padded_size
     (wh, ww), (sh, sw) = window_size, shift_size
-    use_pad = mask_padding and (pad[0] > 0 or pad[1] > 0)
-    if sh == 0 and sw == 0 and not use_pad:
+    use_pad = mask_padding and may_be_nonzero(pad)
+    if not use_pad and not may_be_nonzero(shift_size):
         return None
     region = (_region_ids(hp, wh, sh, device)[:, None] * 3 + _region_ids(wp, ww, sw, device)[None, :])
     region = window_partition(region[None, :, :, None], window_size).squeeze(-1)  # (nW, N)
@@ -119,7 +140,7 @@ def _attention_mask(padded_size: Tuple[int, int], window_size: Tuple[int, int], 
         is_pad = ((torch.arange(hp, device=device) >= hp - pad[0])[:, None]
                   | (torch.arange(wp, device=device) >= wp - pad[1])[None, :])
         # The padding sits at the bottom/right before the roll; roll it like the features.
-        is_pad = torch.roll(is_pad, shifts=(-sh, -sw), dims=(0, 1))
+        is_pad = roll(is_pad, (-sh, -sw), (0, 1))
         is_pad = window_partition(is_pad[None, :, :, None], window_size).squeeze(-1)  # (nW, N)
         mask = mask | (is_pad[:, None, :] & ~is_pad[:, :, None])
     return torch.zeros(mask.shape, device=device).masked_fill_(mask, MASK_VALUE)

@@ -19,8 +19,6 @@ from inference_helpers import SEG_CONFIG  # noqa: E402
 # fp32 with another op order (eager attention instead of SDPA, pooling as matrix products): measured
 # max |diff| 3.5e-6 on logits of magnitude ~1; 1e-4 is the bound for segmentation logits
 LOGIT_TOL = 1e-4
-# the sample's test pipeline resizes to a short side of 128, below the dynamic graph's 257 px
-LARGE_INPUTS = {'test_dataloader.dataset.pipeline.1.scale': (1024, 300)}
 
 
 @pytest.fixture(scope='module')
@@ -51,10 +49,12 @@ def _pytorch_logits(model, x):
 def test_dynamic_graph_matches_pytorch_at_sizes_it_never_saw(dynamic_export, predictor):
     import onnxruntime as ort
     out, record = dynamic_export
-    assert record.size_policy.kind == 'dynamic' and record.size_policy.min_side == 257  # 8 px windows x 32 + 1
+    assert record.size_policy.kind == 'dynamic' and record.size_policy.min_side == 4  # one patch
+    assert record.size_policy.shape == (257, 257)  # maps 65, 33, 17, 9: larger than the 8-token windows, odd
     session = ort.InferenceSession(os.path.join(out, 'model.onnx'), providers=['CPUExecutionProvider'])
     gen = torch.Generator().manual_seed(1)
-    for size in [(320, 352), (301, 405)]:  # the trace was 257 x 257; 301 and 405 are no multiples of 32 or 8
+    # 301 and 405 are no multiples of 32 or 8; at 128 x 171 the windows of stages 2 and 3 shrink to the map
+    for size in [(320, 352), (301, 405), (128, 171)]:
         assert size != record.size_policy.shape
         x = torch.randn(1, 3, *size, generator=gen)
         ref = _pytorch_logits(predictor.model, x)
@@ -67,14 +67,14 @@ def test_onnx_predictor_gives_the_pytorch_predictors_results(dynamic_export, che
     from swin_dense.inference.loading import load_predictor
     from swin_dense.inference.predictor import Predictor
     out, _ = dynamic_export
-    torch_pred = Predictor(SEG_CONFIG, checkpoint, cfg_options=LARGE_INPUTS)
-    onnx_pred = load_predictor(SEG_CONFIG, os.path.join(out, 'model.onnx'), cfg_options=LARGE_INPUTS)
+    torch_pred = Predictor(SEG_CONFIG, checkpoint)
+    onnx_pred = load_predictor(SEG_CONFIG, os.path.join(out, 'model.onnx'))  # the sample pipeline: short side 128
     assert type(onnx_pred).__name__ == 'OnnxPredictor'
     assert onnx_pred.classes == torch_pred.classes and onnx_pred.describe()['runtime'] == 'onnxruntime'
     folder = os.path.join(ade_sample_root, 'images', 'validation')
     images = [onnx_pred.read(os.path.join(folder, n)) for n in sorted(os.listdir(folder))[:3]]
     datas = [onnx_pred.prepare(img) for img in images]
-    assert min(datas[0]['inputs'].shape[1:]) >= 257
+    assert min(datas[0]['inputs'].shape[1:]) == 128
     for img, a, b in zip(images, torch_pred.predict(datas), onnx_pred.predict(datas)):
         logits_a, logits_b = a.seg_logits.data.numpy(), b.seg_logits.data.numpy()
         assert logits_b.shape == (5, *img.shape[:2])
@@ -85,15 +85,12 @@ def test_onnx_predictor_gives_the_pytorch_predictors_results(dynamic_export, che
         assert clear.mean() > 0.99 and (labels_a[clear] == labels_b[clear]).all()
 
 
-def test_sizes_outside_the_policy_are_refused(dynamic_export, ade_sample_root):
-    from swin_dense.deploy import ExportRecordError
-    from swin_dense.inference.loading import load_predictor
-    out, _ = dynamic_export
-    pred = load_predictor(SEG_CONFIG, os.path.join(out, 'model.onnx'))  # the sample pipeline: short side 128
-    folder = os.path.join(ade_sample_root, 'images', 'validation')
-    data = pred.prepare(pred.read(os.path.join(folder, sorted(os.listdir(folder))[0])))
-    with pytest.raises(ExportRecordError, match=r'outside the exported graph\'s dynamic input size, both sides >= 257'):
-        pred.predict([data])
+def test_sizes_outside_the_policy_are_refused(dynamic_export):
+    from swin_dense.deploy import ExportRecordError, check_input_size
+    _, record = dynamic_export
+    check_input_size(record.size_policy, 4, 600)
+    with pytest.raises(ExportRecordError, match=r'outside the exported graph\'s dynamic input size, both sides >= 4'):
+        check_input_size(record.size_policy, 3, 600)
 
 
 def test_fixed_graph_runs_its_size_only(checkpoint, predictor, tmp_path):

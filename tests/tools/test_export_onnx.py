@@ -20,8 +20,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from inference_helpers import DET_CONFIG, DET_FAST, SEG_CONFIG, coco_subset, py, random_checkpoint, run  # noqa: E402
 from test_serve import Server, _label, b64  # noqa: E402
 
-# the sample pipeline resizes to a short side of 128, below the dynamic graph's 257 px
-LARGE = ['--cfg-options', 'test_dataloader.dataset.pipeline.1.scale=(1024,300)']
 # logits agree within 4e-6 (tests/deploy); a label can flip only where the top two are that close
 MIN_EQUAL_LABELS = 0.999
 
@@ -32,7 +30,7 @@ def exported(tmp_path_factory):
     ckpt = random_checkpoint('seg', str(folder))
     out = str(folder / 'onnx')
     proc = run(py('export_onnx.py', SEG_CONFIG, ckpt, '--out', out))
-    assert 'dynamic input size, both sides >= 257 px' in proc.stdout
+    assert 'dynamic input size, both sides >= 4 px' in proc.stdout
     return ckpt, os.path.join(out, 'model.onnx')
 
 
@@ -53,25 +51,28 @@ def _assert_same_labels(a, b):
 
 def test_infer_runs_the_onnx_file_as_the_checkpoint_and_resumes(exported, val_images, tmp_path):
     ckpt, onnx = exported
-    run(py('infer.py', SEG_CONFIG, ckpt, val_images, '--out', tmp_path / 'pth', '--no-progress', *LARGE))
-    run(py('infer.py', SEG_CONFIG, onnx, val_images, '--out', tmp_path / 'onnx', '--no-progress', *LARGE))
+    run(py('infer.py', SEG_CONFIG, ckpt, val_images, '--out', tmp_path / 'pth', '--no-progress'))
+    run(py('infer.py', SEG_CONFIG, onnx, val_images, '--out', tmp_path / 'onnx', '--no-progress'))
     ref, got = _labels(tmp_path / 'pth'), _labels(tmp_path / 'onnx')
     assert ref.keys() == got.keys() and len(ref) == len(os.listdir(val_images))
     for name in ref:
         _assert_same_labels(ref[name], got[name])
     assert sorted(os.listdir(tmp_path / 'onnx' / 'overlays')) == sorted(os.listdir(tmp_path / 'pth' / 'overlays'))
-    run(py('infer.py', SEG_CONFIG, onnx, val_images, '--out', tmp_path / 'onnx', '--no-progress', *LARGE))
+    run(py('infer.py', SEG_CONFIG, onnx, val_images, '--out', tmp_path / 'onnx', '--no-progress'))
     summary = json.load(open(tmp_path / 'onnx' / 'summary.json'))
     assert summary['done_before'] == len(ref) and summary['done_now'] == 0
 
 
 def test_infer_refuses_sizes_outside_the_policy_image_by_image(exported, val_images, tmp_path):
-    _, onnx = exported
-    proc = run(py('infer.py', SEG_CONFIG, onnx, val_images, '--out', tmp_path, '--no-progress'), check=False)
-    assert proc.returncode == 1  # nothing done: every image is below the graph's smallest side
-    summary = json.load(open(tmp_path / 'summary.json'))
-    assert summary['done'] == 0 and len(summary['skipped']) == len(os.listdir(val_images))
-    assert all('outside the exported graph' in s['reason'] for s in summary['skipped'])
+    ckpt, _ = exported
+    run(py('export_onnx.py', SEG_CONFIG, ckpt, '--out', tmp_path / 'fixed', '--shape', '130', '130'))
+    proc = run(py('infer.py', SEG_CONFIG, tmp_path / 'fixed' / 'model.onnx', val_images, '--out', tmp_path / 'out',
+                  '--no-progress'), check=False)
+    summary = json.load(open(tmp_path / 'out' / 'summary.json'))
+    # the sample pipeline resizes to a short side of 128: no image comes out at 130 x 130
+    assert proc.returncode == 1 and summary['done'] == 0  # nothing done
+    assert len(summary['skipped']) == len(os.listdir(val_images))
+    assert all('outside the exported graph\'s fixed input size 130x130' in s['reason'] for s in summary['skipped'])
 
 
 def test_infer_stops_at_once_on_a_corrupt_onnx_file(exported, val_images, tmp_path):
@@ -88,9 +89,9 @@ def test_serve_answers_with_the_onnx_file(exported, val_images, tmp_path):
     _, onnx = exported
     name = sorted(os.listdir(val_images))[0]
     run(py('infer.py', SEG_CONFIG, onnx, os.path.join(val_images, name), '--out', tmp_path, '--no-vis',
-           '--no-progress', *LARGE))
+           '--no-progress'))
     ref = _labels(tmp_path)[name.replace('.jpg', '.png')]
-    server = Server(SEG_CONFIG, onnx, *LARGE)
+    server = Server(SEG_CONFIG, onnx)
     try:
         status, meta = server.get('/metadata')
         assert status == 200 and meta['runtime'] == 'onnxruntime'
@@ -102,9 +103,8 @@ def test_serve_answers_with_the_onnx_file(exported, val_images, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- detection
-# the sample pipeline resizes to a short side of 160, below the dynamic graph's 257 px; the detector's
-# test_cfg is a constant of the graph, so export and runs get the same options
-DET_OPTIONS = ['--cfg-options', 'test_dataloader.dataset.pipeline.1.scale=(1024,300)', *DET_FAST]
+# the detector's test_cfg is a constant of the graph, so export and runs get the same options
+DET_OPTIONS = ['--cfg-options', *DET_FAST]
 # fp32 with another op order: boxes and scores agree within 5e-5 (tests/deploy); 1e-3 is the issue's bound
 DET_TOL = 1e-3
 
@@ -115,7 +115,7 @@ def det_exported(tmp_path_factory):
     ckpt = random_checkpoint('det', str(folder))
     out = str(folder / 'onnx')
     proc = run(py('export_onnx.py', DET_CONFIG, ckpt, '--out', out, *DET_OPTIONS))
-    assert '(detection, 3 classes, dynamic input size, both sides >= 257 px)' in proc.stdout
+    assert '(detection, 3 classes, dynamic input size, both sides >= 4 px)' in proc.stdout
     return ckpt, os.path.join(out, 'model.onnx')
 
 

@@ -58,10 +58,10 @@ def test_right_border_does_not_leak_into_left_edge(mask_padding):
 
 def test_window_shrinks_to_small_maps_without_shift():
     from swin_dense.layers.swin_block import effective_window
-    assert effective_window(64, 64, 8) == (8, True)
-    assert effective_window(8, 20, 8) == (8, False)
-    assert effective_window(5, 9, 8) == (5, False)
-    assert effective_window(1, 9, 8) == (2, False)  # never a 1-token window
+    assert effective_window(64, 64, 8) == (8, 4)
+    assert effective_window(8, 20, 8) == (8, 0)
+    assert effective_window(5, 9, 8) == (5, 0)
+    assert effective_window(1, 9, 8) == (2, 0)  # never a 1-token window
     model = _model(window_size=16, pretrained_window_size=0).eval()
     with torch.no_grad():
         outs = model(torch.randn(1, 3, 36, 36))  # maps 9, 5, 3, 2: every stage shrinks
