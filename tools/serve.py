@@ -6,7 +6,7 @@
                           [--max-pixels 25000000] [--max-request-pixels 50000000]
                           [--max-inflight-pixels 100000000] [--body-timeout-s 30] [--head-timeout-s 10]
                           [--max-connections 256] [--allow-urls [--url-timeout-s 10]
-                          [--allow-url-network CIDR ...]] [--docs] [--cfg-options k=v ...]
+                          [--allow-url-network CIDR ...]] [--docs] [--eager] [--cfg-options k=v ...]
 
 POST /score {"input_data": [<base64 image>, ...]} -> one JSON entry per image; GET /health;
 GET /metadata. Concurrent requests are batched (up to --max-batch images per forward pass).
@@ -14,8 +14,9 @@ GET /metadata. Concurrent requests are batched (up to --max-batch images per for
 URLs in input_data are refused unless --allow-urls (then the server fetches http/https URLs: only
 enable it where the server may reach whatever a client names: private, loopback and link-local
 addresses stay refused unless --allow-url-network names them). With SWIN_DENSE_API_KEY set (one key or
-several, comma-separated), every path but /health needs "Authorization: Bearer <key>". See
-docs/inference.md.
+several, comma-separated), every path but /health needs "Authorization: Bearer <key>". A PyTorch
+checkpoint runs on the CPU in inference mode (conv-BN folding, torchvision's RoIAlign; --eager turns it
+off); an exported model.onnx runs in ONNX Runtime. See docs/inference.md.
 """
 import argparse
 import os.path as osp
@@ -60,6 +61,8 @@ def parse_args(argv=None):
                    help='serve /docs and /redoc (they load JavaScript from a CDN; /openapi.json is always served)')
     p.add_argument('--log-level', default='info', choices=['critical', 'error', 'warning', 'info', 'debug'])
     p.add_argument('--no-access-log', action='store_true', help='do not log every request')
+    p.add_argument('--eager', action='store_true',
+                   help='run a PyTorch checkpoint exactly as built: no conv-BN folding, mmcv\'s RoIAlign kernel (docs/inference.md)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
     return p.parse_args(argv)
 
@@ -93,7 +96,7 @@ def main(argv=None) -> int:
     try:
         serve(args.config, checkpoint, host=args.host, port=args.port, device=args.device, settings=settings,
               cfg_options=args.cfg_options, log_level=args.log_level, access_log=not args.no_access_log,
-              api_keys=parse_api_keys(os.environ.get(API_KEY_ENV, '')))
+              api_keys=parse_api_keys(os.environ.get(API_KEY_ENV, '')), inference_mode=not args.eager)
     except ValueError as e:  # a bad --allow-url-network
         print(f'error: {e}', file=sys.stderr)
         return 2

@@ -214,13 +214,14 @@ class _Outputs:
 def run_batch(config: str, checkpoint: str, input_arg: str, out: str, batch_size: int = 1, device: str = 'cpu',
               score_thr: float = 0.3, vis: bool = True, cfg_options: Optional[Dict] = None,
               ann_file: Optional[str] = None, progress: bool = True, log=None, max_pixels: Optional[int] = MAX_PIXELS,
-              max_file_bytes: int = MAX_FILE_BYTES) -> Summary:
+              max_file_bytes: int = MAX_FILE_BYTES, inference_mode: bool = True) -> Summary:
     """Run a detector / segmentor over INPUT and write the outputs described in the module doc.
 
     Args:
         max_pixels: images with more pixels (width x height, from the header) are skipped and listed;
             None: no limit.
         max_file_bytes: larger files are skipped and listed.
+        inference_mode: PyTorch checkpoints on the CPU run in inference mode (:mod:`.inference_mode`).
 
     Raises:
         swin_dense.inference.inputs.InputError: INPUT names no images.
@@ -249,13 +250,15 @@ def run_batch(config: str, checkpoint: str, input_arg: str, out: str, batch_size
     check_writable(out)
 
     t_load = time.time()
-    predictor = load_predictor(config, checkpoint, device=device, cfg_options=cfg_options)
+    predictor = load_predictor(config, checkpoint, device=device, cfg_options=cfg_options,
+                               inference_mode=inference_mode)
     os.makedirs(out, exist_ok=True)
     if not same_run:
         atomic_write_json(osp.join(out, 'run.json'), fp, indent=1)
     _remove_stale_temps(out)
     log(f'{predictor.describe()["task"]} model {type(predictor.model).__name__} with {len(predictor.classes)} classes '
-        f'(from {predictor.classes_source}) loaded in {time.time() - t_load:.1f} s; {len(images)} images')
+        f'(from {predictor.classes_source}) loaded in {time.time() - t_load:.1f} s ({predictor.runtime_summary()}); '
+        f'{len(images)} images')
     if predictor.unused_weights:
         log(f'warning: {len(predictor.unused_weights)} checkpoint weights are not used by the model '
             f'(e.g. {predictor.unused_weights[0]})')

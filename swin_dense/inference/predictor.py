@@ -33,6 +33,7 @@ import torch
 
 from ..checkpoint import CheckpointError, fit_state_dict, read_checkpoint, short_keys
 from ..engine import safe_load
+from .inference_mode import to_inference_mode
 
 TASK_NAMES = {'det': 'detection', 'seg': 'segmentation'}
 _ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadPanopticAnnotations', 'LoadDepthAnnotation')
@@ -136,9 +137,14 @@ class Predictor:
         checkpoint: a full detector / segmentor checkpoint (``state_dict`` + optional ``meta``).
         device: ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
         cfg_options: config overrides, as ``--cfg-options`` of the other tools.
+        inference_mode: on the CPU, set the model up for speed without changing its results
+            (:mod:`.inference_mode`: conv-BN folding, torchvision's RoIAlign); False runs it as built.
     """
 
-    def __init__(self, config: str, checkpoint: str, device: str = 'cpu', cfg_options: Optional[Dict] = None):
+    inference_mode: Tuple[str, ...] = ()  # what :mod:`.inference_mode` changed in the model
+
+    def __init__(self, config: str, checkpoint: str, device: str = 'cpu', cfg_options: Optional[Dict] = None,
+                 inference_mode: bool = True):
         import warnings
         warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
         from mmengine.dataset import Compose
@@ -165,6 +171,8 @@ class Predictor:
         model.load_state_dict(state, strict=False)
         self.checkpoint_meta = meta
         model.to(device).eval()
+        if inference_mode and device == 'cpu':
+            self.inference_mode = tuple(to_inference_mode(model))
         self.model = model
         self.num_classes = _num_classes(model, self.task)
         self.dataset_meta = self._dataset_meta(meta)
@@ -353,7 +361,18 @@ class Predictor:
             classes=list(self.classes),
             classes_from=self.classes_source,
             palette=[list(p) for p in self.dataset_meta['palette']],
+            runtime='pytorch',
+            inference_mode=list(self.inference_mode),
         )
+
+    def runtime_summary(self) -> str:
+        """The runtime in words, for start-up lines: e.g. ``'pytorch, inference mode: conv-BN folding (12
+        BatchNorms)'``, ``'pytorch, as built'`` or ``'onnxruntime'``."""
+        info = self.describe()
+        if info['runtime'] != 'pytorch':
+            return info['runtime']
+        changes = info['inference_mode']
+        return 'pytorch, ' + (f'inference mode: {", ".join(changes)}' if changes else 'as built')
 
 
 __all__ = ['Predictor', 'PredictorError', 'CheckpointMismatchError', 'read_state_dict', 'check_state_dict',

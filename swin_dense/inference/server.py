@@ -519,22 +519,25 @@ def is_loopback(host: str) -> bool:
 
 def serve(config: str, checkpoint: str, host: str = '127.0.0.1', port: int = 8080, device: str = 'cpu',
           settings: Optional[ServerSettings] = None, cfg_options: Optional[Dict] = None,
-          log_level: str = 'info', access_log: bool = True, api_keys: Sequence[str] = ()) -> None:
-    """Load the model (failing at once on a bad config / checkpoint), then serve until stopped."""
+          log_level: str = 'info', access_log: bool = True, api_keys: Sequence[str] = (),
+          inference_mode: bool = True) -> None:
+    """Load the model (failing at once on a bad config / checkpoint; PyTorch checkpoints on the CPU in
+    inference mode, :mod:`.inference_mode`, unless ``inference_mode`` is False), then serve until stopped."""
     import uvicorn
 
     from .loading import load_predictor
     settings = settings or ServerSettings()
     parse_networks(settings.url_allow_networks)  # a bad network spec fails before the model loads
     t0 = time.time()
-    predictor = load_predictor(config, checkpoint, device=device, cfg_options=cfg_options)
+    predictor = load_predictor(config, checkpoint, device=device, cfg_options=cfg_options,
+                               inference_mode=inference_mode)
     app = create_app(predictor, settings, api_keys=api_keys)
     sock = bind_socket(host, port)
     actual_port = sock.getsockname()[1]
     shown_host = f'[{host}]' if ':' in host else host
     info = predictor.describe()
     print(f'[serve] {info["task"]} model {info["model"]} ({len(predictor.classes)} classes) loaded in '
-          f'{time.time() - t0:.1f} s; limits {json.dumps(asdict(settings))}; '
+          f'{time.time() - t0:.1f} s ({predictor.runtime_summary()}); limits {json.dumps(asdict(settings))}; '
           f'{f"{len(api_keys)} API key(s) required" if api_keys else "no API key required"}', flush=True)
     if not api_keys and not is_loopback(host):
         print(f'[serve] warning: listening on {host} without an API key: anyone who can reach this machine can use '

@@ -1,0 +1,41 @@
+"""PyTorch inference mode of a loaded detector or segmentor: the same model, set up for speed on the
+CPU without changing what it computes (docs/benchmarks.md, "Whole-model inference").
+
+* **conv-BN folding**: mmcv's :func:`~mmcv.cnn.fuse_conv_bn` (what mmdet's ``--fuse-conv-bn`` uses)
+  folds every eval-mode BatchNorm into the convolution before it.
+* **RoIAlign**: mmcv's ``RoIAlign`` (``aligned=True``, average pooling) runs through :func:`torchvision.ops.roi_align` (its own
+  ``use_torchvision`` option), which gives the same values (measured bit-equal,
+  ``tests/inference/test_inference_mode.py``) with a faster CPU kernel.
+
+:class:`~swin_dense.inference.predictor.Predictor` applies it to models on the CPU
+(``inference_mode=True``); ``tools/infer.py`` and ``tools/serve.py`` turn it off with ``--eager``.
+"""
+from typing import List
+
+import torch.nn as nn
+
+
+def to_inference_mode(model: nn.Module) -> List[str]:
+    """Set up an eval-mode CPU ``model`` in place (module docstring).
+
+    Returns:
+        what was changed, e.g. ``['conv-BN folding (12 BatchNorms)', 'torchvision RoIAlign (6)']``.
+
+    Raises:
+        ValueError: ``model`` is in training mode (its BatchNorm statistics would still change).
+    """
+    from mmcv.cnn import fuse_conv_bn
+    from mmcv.ops import RoIAlign
+    if model.training:
+        raise ValueError('to_inference_mode folds BatchNorm statistics into convolutions: call model.eval() first')
+    norms = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    fuse_conv_bn(model)
+    folded = norms - sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    changes = [f'conv-BN folding ({folded} BatchNorms)'] if folded else []
+    roi_layers = [m for m in model.modules()
+                  if isinstance(m, RoIAlign) and m.aligned and m.pool_mode == 'avg' and not m.use_torchvision]
+    for layer in roi_layers:
+        layer.use_torchvision = True
+    if roi_layers:
+        changes.append(f'torchvision RoIAlign ({len(roi_layers)})')
+    return changes
