@@ -1,12 +1,14 @@
 #!/usr/bin/env python
-"""Whole-model CPU speed of a segmentor or Cascade Mask R-CNN: PyTorch eager against the exported ONNX
-graph in ONNX Runtime.
+"""Whole-model CPU speed of a segmentor or Cascade Mask R-CNN: PyTorch eager (the model as built)
+against PyTorch inference mode (what tools/infer.py and tools/serve.py run) and the exported ONNX graph
+in ONNX Runtime.
 
     python tools/bench_onnx.py CONFIG CHECKPOINT [--sizes 128x128 512x512 800x1344] [--repeats 5] [--threads 1]
                                [--cfg-options k=v ...]
 
-Prints a Markdown table (seconds per image, min / median of the repeats after one warm-up, and the
-largest logit difference, or for a detector the largest box difference). See docs/deploy.md.
+Prints a Markdown table (seconds per image, min / median of the repeats after one warm-up, speed-ups
+over eager, and the largest logit difference, or for a detector the largest box difference, to eager).
+See docs/benchmarks.md.
 """
 import argparse
 import os.path as osp
@@ -24,7 +26,7 @@ def _size(text: str):
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
-    parser = argparse.ArgumentParser(description='Eager PyTorch vs ONNX Runtime, whole model, on the CPU')
+    parser = argparse.ArgumentParser(description='PyTorch eager vs inference mode vs ONNX Runtime, whole model, CPU')
     parser.add_argument('config', help='mmseg or mmdet config file')
     parser.add_argument('checkpoint', help='checkpoint of that model')
     parser.add_argument('--sizes', nargs='+', type=_size, default=[(128, 128), (512, 512), (800, 1344)],
@@ -48,10 +50,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     if setup_scope(Config.fromfile(args.config)) == 'seg':
         rows = measure_segmentor(args.config, args.checkpoint, args.sizes, args.repeats, args.cfg_options)
-        diff_name = 'max abs logit diff'
+        diff_name = 'logit'
     else:
         rows = measure_detector(args.config, args.checkpoint, args.sizes, args.repeats, args.cfg_options)
-        diff_name = 'max abs box diff (px)'
+        diff_name = 'box (px)'
     print(f'{args.threads} thread(s), {args.repeats} timed runs per size, torch {torch.__version__}')
     print(speed_table(rows, diff_name))
     return 0

@@ -107,7 +107,7 @@ def export_onnx(config: str, checkpoint: str, out_dir: str, shape: Optional[Tupl
             'whole' test mode, or a backbone other than SwinTransformerV2.
         swin_dense.inference.predictor.PredictorError: config / checkpoint missing or not a pair.
     """
-    predictor = Predictor(config, checkpoint, 'cpu', cfg_options)
+    predictor = Predictor(config, checkpoint, 'cpu', cfg_options, inference_mode=False)  # the model as built
     policy = size_policy(predictor.model, shape)
     if predictor.task == 'seg':
         graph, example, axes = _segmentor_graph(predictor, config, policy)

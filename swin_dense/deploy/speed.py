@@ -1,9 +1,11 @@
-"""Whole-model speed: PyTorch eager against the exported graph in ONNX Runtime, with the same random
-input, in the current thread settings (tools/bench_onnx.py sets one thread). Segmentor: mmseg's
-``encode_decode`` against the graph. Detector: the predictors' ``test_step`` on one image
-(preprocessing, mmdet's ``predict`` with mask pasting, against the graph plus mmdet's mask pasting, as
-tools/infer.py runs them). Each size gets its own graph: a dynamic one where the size is inside its
-policy, else one fixed at that size."""
+"""Whole-model speed: PyTorch eager (the model as built) against PyTorch inference mode
+(:mod:`swin_dense.inference.inference_mode`) and the exported graph in ONNX Runtime, with the same
+random input, in the current thread settings (tools/bench_onnx.py sets one thread).
+
+Segmentor: mmseg's ``encode_decode`` of both PyTorch models against the graph. Detector: the
+predictors' ``test_step`` on one image (preprocessing, mmdet's ``predict`` with mask pasting, against
+the graph plus mmdet's mask pasting, as tools/infer.py runs them). Every size runs on one dynamic graph.
+"""
 import statistics
 import tempfile
 import time
@@ -16,70 +18,61 @@ import torch
 from ..inference.predictor import Predictor
 from .export import ONNX_NAME, export_onnx
 from .graphs import SegmentorGraph
-from .record import ExportRecord
+
+RUNTIMES = ('eager', 'inference_mode', 'onnxruntime')
 
 
 @dataclass
 class SpeedRow:
-    """Seconds per image (min and median over the repeats) of eager PyTorch and ONNX Runtime at one size."""
+    """Seconds per image at one size: (min, median) over the repeats for each of :data:`RUNTIMES`, and
+    each faster runtime's largest output difference to eager (logits, or box coordinates in px)."""
     size: Tuple[int, int]
-    graph: str
-    eager_min: float
-    eager_median: float
-    onnx_min: float
-    onnx_median: float
-    max_abs_diff: float
+    seconds: Dict[str, Tuple[float, float]]
+    max_abs_diff: Dict[str, float]
 
-    @property
-    def speedup(self) -> float:
-        """Eager over ONNX Runtime, medians."""
-        return self.eager_median / self.onnx_median
+    def speedup(self, runtime: str) -> float:
+        """Eager over ``runtime``, medians."""
+        return self.seconds['eager'][1] / self.seconds[runtime][1]
 
 
-def _times(fn: Callable[[], object], repeats: int) -> List[float]:
-    fn()  # warm-up: caches, allocator, ORT's first-run optimisations
+def _times(fn: Callable[[], object], repeats: int) -> Tuple[float, float]:
+    """(min, median) seconds of ``repeats`` calls after one warm-up (caches, allocator, ORT's first-run
+    optimisations)."""
+    fn()
     out = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         out.append(time.perf_counter() - start)
-    return out
+    return min(out), statistics.median(out)
 
 
-def _graph_for(config: str, checkpoint: str, folder: str, dynamic: ExportRecord, size: Tuple[int, int],
-               cfg_options: Optional[Dict]) -> str:
-    """The ``model.onnx`` to run at ``size``: the dynamic one when its policy allows it, else one exported
-    for that size into ``folder``."""
-    if dynamic.size_policy.allows(*size):
-        return f'{folder}/dynamic/{ONNX_NAME}'
-    fixed = f'{folder}/fixed_{size[0]}x{size[1]}'
-    export_onnx(config, checkpoint, fixed, shape=size, cfg_options=cfg_options)
-    return f'{fixed}/{ONNX_NAME}'
+def _session(path: str):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    return ort.InferenceSession(path, sess_options=options, providers=['CPUExecutionProvider'])
 
 
 def measure_segmentor(config: str, checkpoint: str, sizes: Sequence[Tuple[int, int]],
                       repeats: int = 5, cfg_options: Optional[Dict] = None) -> List[SpeedRow]:
-    """One :class:`SpeedRow` per (H, W) in ``sizes``; the difference is the largest logit difference."""
-    import onnxruntime as ort
-    predictor = Predictor(config, checkpoint, cfg_options=cfg_options)
-    graph = SegmentorGraph(predictor.model).eval()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
+    """One :class:`SpeedRow` per (H, W) in ``sizes``; the differences are the largest logit differences."""
+    eager = SegmentorGraph(Predictor(config, checkpoint, cfg_options=cfg_options, inference_mode=False).model)
+    fast = SegmentorGraph(Predictor(config, checkpoint, cfg_options=cfg_options).model)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        dynamic = export_onnx(config, checkpoint, f'{tmp}/dynamic', cfg_options=cfg_options)
+        record = export_onnx(config, checkpoint, tmp, cfg_options=cfg_options)
+        session = _session(f'{tmp}/{ONNX_NAME}')
         for size in sizes:
-            path = _graph_for(config, checkpoint, tmp, dynamic, size, cfg_options)
-            session = ort.InferenceSession(path, sess_options=options, providers=['CPUExecutionProvider'])
             x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))
+            feed = {record.input_names[0]: x.numpy()}
             with torch.no_grad():
-                eager = _times(lambda: graph(x), repeats)
-                ref = graph(x).numpy()
-            feed = {dynamic.input_names[0]: x.numpy()}
-            onnx = _times(lambda: session.run(None, feed), repeats)
-            diff = float(np.abs(session.run(None, feed)[0] - ref).max())
-            rows.append(SpeedRow(tuple(size), 'dynamic' if dynamic.size_policy.allows(*size) else 'fixed',
-                                 min(eager), statistics.median(eager), min(onnx), statistics.median(onnx), diff))
+                seconds = dict(eager=_times(lambda: eager(x), repeats), inference_mode=_times(lambda: fast(x), repeats))
+                ref, got = eager(x).numpy(), fast(x).numpy()
+            seconds['onnxruntime'] = _times(lambda: session.run(None, feed), repeats)
+            diff = dict(inference_mode=float(np.abs(got - ref).max()),
+                        onnxruntime=float(np.abs(session.run(None, feed)[0] - ref).max()))
+            rows.append(SpeedRow(tuple(size), seconds, diff))
     return rows
 
 
@@ -91,36 +84,47 @@ def _detection_batch(size: Tuple[int, int]) -> Dict:
     return dict(inputs=[image], data_samples=[DetDataSample(metainfo=meta)])
 
 
+def _box_diff(got: torch.Tensor, ref: torch.Tensor) -> float:
+    """Largest box coordinate difference of two runs' detections in score order; inf when their numbers differ."""
+    if got.shape != ref.shape:
+        return float('inf')
+    return float((got - ref).abs().max()) if len(ref) else 0.0
+
+
 def measure_detector(config: str, checkpoint: str, sizes: Sequence[Tuple[int, int]],
                      repeats: int = 5, cfg_options: Optional[Dict] = None) -> List[SpeedRow]:
     """One :class:`SpeedRow` per (H, W) in ``sizes`` (multiples of the preprocessor's padding); the
-    difference is the largest box coordinate difference (px) between the runs' detections in score
-    order, inf when they differ in number."""
+    differences are the largest box coordinate differences (px)."""
     from ..inference.onnx_predictor import OnnxPredictor
-    predictor = Predictor(config, checkpoint, cfg_options=cfg_options)
+    models = dict(eager=Predictor(config, checkpoint, cfg_options=cfg_options, inference_mode=False).model,
+                  inference_mode=Predictor(config, checkpoint, cfg_options=cfg_options).model)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        dynamic = export_onnx(config, checkpoint, f'{tmp}/dynamic', cfg_options=cfg_options)
+        export_onnx(config, checkpoint, tmp, cfg_options=cfg_options)
+        models['onnxruntime'] = OnnxPredictor(config, f'{tmp}/{ONNX_NAME}', cfg_options=cfg_options).model
         for size in sizes:
-            onnx_predictor = OnnxPredictor(config, _graph_for(config, checkpoint, tmp, dynamic, size, cfg_options),
-                                           cfg_options=cfg_options)
             batch = _detection_batch(size)
-            with torch.no_grad():
-                eager = _times(lambda: predictor.model.test_step(batch), repeats)
-                ref = predictor.model.test_step(batch)[0].pred_instances.bboxes
-            onnx = _times(lambda: onnx_predictor.model.test_step(batch), repeats)
-            got = onnx_predictor.model.test_step(batch)[0].pred_instances.bboxes
-            diff = float((got - ref).abs().max()) if got.shape == ref.shape else float('inf')
-            rows.append(SpeedRow(tuple(size), 'dynamic' if dynamic.size_policy.allows(*size) else 'fixed',
-                                 min(eager), statistics.median(eager), min(onnx), statistics.median(onnx), diff))
+            seconds, boxes = {}, {}
+            for runtime in RUNTIMES:
+                with torch.no_grad():
+                    seconds[runtime] = _times(lambda: models[runtime].test_step(batch), repeats)
+                    boxes[runtime] = models[runtime].test_step(batch)[0].pred_instances.bboxes
+            diff = {runtime: _box_diff(boxes[runtime], boxes['eager']) for runtime in RUNTIMES[1:]}
+            rows.append(SpeedRow(tuple(size), seconds, diff))
     return rows
 
 
 def speed_table(rows: Sequence[SpeedRow], diff_name: str) -> str:
-    """A Markdown table of the rows; ``diff_name`` heads the difference column."""
-    lines = ['| input (H x W) | graph | eager min / median (s) | ONNX Runtime min / median (s) | speed-up (medians) '
-             f'| {diff_name} |', '|---|---|---|---|---|---|']
+    """A Markdown table of the rows; ``diff_name`` names the differences (e.g. 'logit', 'box (px)')."""
+    lines = ['| input (H x W) | eager min / median (s) | inference mode min / median (s) | speed-up '
+             '| ONNX Runtime min / median (s) | speed-up | max abs ' + diff_name + ' diff (inference mode / ORT) |',
+             '|---|---|---|---|---|---|---|']
     for r in rows:
-        lines.append(f'| {r.size[0]} x {r.size[1]} | {r.graph} | {r.eager_min:.3f} / {r.eager_median:.3f} '
-                     f'| {r.onnx_min:.3f} / {r.onnx_median:.3f} | {r.speedup:.2f}x | {r.max_abs_diff:.1e} |')
+        cells = [f'{r.size[0]} x {r.size[1]}']
+        for runtime in RUNTIMES:
+            cells.append('{:.3f} / {:.3f}'.format(*r.seconds[runtime]))
+            if runtime != 'eager':
+                cells.append(f'{r.speedup(runtime):.2f}x')
+        cells.append(f'{r.max_abs_diff["inference_mode"]:.1e} / {r.max_abs_diff["onnxruntime"]:.1e}')
+        lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)

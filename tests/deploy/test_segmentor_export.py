@@ -71,6 +71,7 @@ def test_onnx_predictor_gives_the_pytorch_predictors_results(dynamic_export, che
     onnx_pred = load_predictor(SEG_CONFIG, os.path.join(out, 'model.onnx'))  # the sample pipeline: short side 128
     assert type(onnx_pred).__name__ == 'OnnxPredictor'
     assert onnx_pred.classes == torch_pred.classes and onnx_pred.describe()['runtime'] == 'onnxruntime'
+    assert onnx_pred.runtime_summary() == 'onnxruntime'
     folder = os.path.join(ade_sample_root, 'images', 'validation')
     images = [onnx_pred.read(os.path.join(folder, n)) for n in sorted(os.listdir(folder))[:3]]
     datas = [onnx_pred.prepare(img) for img in images]
