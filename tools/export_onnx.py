@@ -1,14 +1,15 @@
 #!/usr/bin/env python
-"""Export a trained segmentor or Cascade Mask R-CNN to ONNX, for ONNX Runtime (tools/infer.py,
+"""Export a trained segmentor, Cascade Mask R-CNN or HTC++ to ONNX, for ONNX Runtime (tools/infer.py,
 tools/serve.py) or TensorRT.
 
     python tools/export_onnx.py CONFIG CHECKPOINT --out DIR [--shape H W | --dynamic] [--cfg-options k=v ...]
 
 Writes DIR/model.onnx and DIR/export.json (classes, palette, normalisation, size policy, export
 settings). Without --shape the graph is dynamic in H and W: it runs at any input size of at least one
-backbone patch, window multiple or not; --shape H W exports a graph for that one input size. Inputs outside the size policy are refused, never run. A detector's
-test_cfg (score threshold, NMS, counts) is a constant of the graph: give the --cfg-options you will run
-with. Detectors other than Cascade Mask R-CNN (HTC++) are refused. See docs/deploy.md.
+backbone patch, window multiple or not; --shape H W exports a graph for that one input size. Inputs
+outside the size policy are refused, never run. A detector's test_cfg (score threshold, NMS, counts)
+is a constant of the graph: give the --cfg-options you will run with. Cascade Mask R-CNN and HTC++
+(without semantic branch) export; other detectors are refused. See docs/deploy.md.
 """
 import argparse
 import os.path as osp

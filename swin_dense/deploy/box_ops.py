@@ -2,10 +2,12 @@
 
 mmdet computes these with Python sizes (``len``, ``if inds.numel() > 0``, in-place slice clamps)
 that a trace freezes; here every size comes from a tensor's shape and every branch is a tensor op.
-Each function names the mmdet function it reproduces; ``tests/deploy/test_detector_export.py``
+Each function names the mmdet function it reproduces; ``tests/deploy/test_box_ops.py`` compares soft-NMS
+with mmcv and ``tests/deploy/test_detector_export.py`` / ``test_htc_export.py``
 compares the whole detector with mmdet's ``predict``.
 """
-from typing import Sequence, Tuple
+import math
+from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -59,19 +61,116 @@ def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: fl
     return torchvision.ops.batched_nms(boxes, scores, groups, iou_threshold)
 
 
-def multiclass_nms(boxes: Tensor, scores: Tensor, score_thr: float, iou_threshold: float,
+def multiclass_nms(boxes: Tensor, scores: Tensor, score_thr: float, nms_cfg: Dict[str, Any],
                    max_per_img: int) -> Tuple[Tensor, Tensor, Tensor]:
-    """``mmdet.models.layers.multiclass_nms`` with ``dict(type='nms')``: boxes (N, C, 4), scores
-    (N, C + 1) with background last -> kept boxes (K, 4), scores (K,), labels (K,) by decreasing score,
-    K <= max_per_img."""
+    """``mmdet.models.layers.multiclass_nms`` with ``nms_cfg`` ``dict(type='nms', ...)`` or
+    ``dict(type='soft_nms', ...)`` (:func:`multiclass_soft_nms`): boxes (N, C, 4), scores (N, C + 1) with
+    background last -> kept boxes (K, 4), scores (K,), labels (K,) by decreasing score, K <= max_per_img."""
+    if nms_cfg.get('type', 'nms') == 'soft_nms':
+        return multiclass_soft_nms(boxes, scores, score_thr, nms_cfg, max_per_img)
+    boxes, scores, labels = _candidates(boxes, scores, score_thr)
+    keep = batched_nms(boxes, scores, labels, nms_cfg['iou_threshold'])[:max_per_img]
+    return boxes[keep], scores[keep], labels[keep]
+
+
+def _candidates(boxes: Tensor, scores: Tensor, score_thr: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """``multiclass_nms``'s candidates: boxes (N, C, 4), scores (N, C + 1) -> the (box, class) pairs scoring
+    above ``score_thr``, in (box, class) order: boxes (M, 4), scores (M,), labels (M,)."""
     num_classes = scores.shape[1] - 1
     scores = scores[:, :-1]
     labels = torch.arange(num_classes, device=scores.device).view(1, -1).expand_as(scores).reshape(-1)
     boxes, scores = boxes.reshape(-1, 4), scores.reshape(-1)
     valid = scores > score_thr
-    boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
-    keep = batched_nms(boxes, scores, labels, iou_threshold)[:max_per_img]
-    return boxes[keep], scores[keep], labels[keep]
+    return boxes[valid], scores[valid], labels[valid]
+
+
+def soft_nms_picks(boxes: Tensor, scores: Tensor, iou_threshold: float, max_picks: int, method: str = 'linear',
+                   sigma: float = 0.5, offset: int = 0) -> Tuple[Tensor, Tensor]:
+    """The first ``max_picks`` picks of ``mmcv.ops.soft_nms``'s CPU kernel, before its ``min_score`` rule:
+    boxes (M, 4), scores (M,) -> indices (max_picks,) into ``boxes``, decayed scores (max_picks,).
+
+    Each pick is the highest remaining score; every box left then has its score multiplied by
+    ``1 - iou`` where its IoU with the pick is ``>= iou_threshold`` (``'linear'``), or by
+    ``exp(-iou ** 2 / sigma)`` (``'gaussian'``), with mmcv's float32 arithmetic (widths and heights
+    ``x2 - x1 + offset``). Picks are in the kernel's order, so their scores never increase. mmcv drops a
+    box once its score is below ``min_score``; a dropped box is never picked before one that is kept
+    (scores only decay), so the caller applies ``min_score`` to the picks (:func:`multiclass_soft_nms`).
+    The loop runs ``max_picks`` times whatever M is: a sentinel candidate (score -inf, index M) is what
+    is picked once the M candidates are used up, including when M = 0.
+    """
+    num = scores.shape[0]
+    boxes = torch.cat([boxes, boxes.new_zeros(1, 4)])
+    taken = torch.cat([torch.zeros_like(scores, dtype=torch.bool), scores.new_ones(1, dtype=torch.bool)])
+    live = torch.cat([scores, scores.new_zeros(1)])
+    live = torch.where(taken, torch.full_like(live, -math.inf), live)  # new_full(-inf) fails to export
+    index = torch.arange(num + 1, device=scores.device)
+    x1, y1, x2, y2 = boxes.unbind(dim=1)
+    areas = (x2 - x1 + offset) * (y2 - y1 + offset)
+    picks, picked = [], []
+    for _ in range(max_picks):
+        i = live.argmax()
+        picks.append(i)
+        picked.append(live[i])
+        w = (torch.minimum(x2[i], x2) - torch.maximum(x1[i], x1) + offset).clamp(min=0)
+        h = (torch.minimum(y2[i], y2) - torch.maximum(y1[i], y1) + offset).clamp(min=0)
+        inter = w * h
+        iou = inter / (areas[i] + areas - inter)
+        if method == 'linear':
+            weight = torch.where(iou >= iou_threshold, 1 - iou, torch.ones_like(iou))
+        else:
+            weight = torch.exp(-(iou * iou) / sigma)
+        taken = taken | (index == i)
+        live = torch.where(taken, torch.full_like(live, -math.inf), live * weight)
+    return torch.stack(picks), torch.stack(picked)
+
+
+def multiclass_soft_nms(boxes: Tensor, scores: Tensor, score_thr: float, nms_cfg: Dict[str, Any],
+                        max_per_img: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """``mmdet.models.layers.multiclass_nms`` with ``nms_cfg = dict(type='soft_nms', iou_threshold,
+    min_score=1e-3, sigma=0.5, method='linear', offset=0, split_thr=10000)``: boxes (N, C, 4), scores
+    (N, C + 1) with background last -> boxes (K, 4), decayed scores (K,), labels (K,) by decreasing
+    score, K <= max_per_img.
+
+    As ``mmcv.ops.batched_nms``: one soft-NMS over all candidates, each class's boxes shifted by
+    ``label * (boxes.max() + 1)`` so that classes never overlap (:func:`soft_nms_picks`), keeping the
+    picks whose decayed score is ``>= min_score``. mmcv's kernel never checks its first pick against
+    ``min_score``: with fewer than ``split_thr`` candidates ``batched_nms`` runs it once (the first pick
+    is kept at any score), from ``split_thr`` on once per class (each class's first pick, its highest
+    candidate, is kept at any score, and the kept boxes are sorted by score).
+    """
+    min_score = nms_cfg.get('min_score', 1e-3)
+    dense_boxes, dense_scores = boxes, scores
+    boxes, scores, labels = _candidates(boxes, scores, score_thr)
+    max_coordinate = torch.cat([boxes.reshape(-1), boxes.new_zeros(1)]).max()  # boxes are clipped to >= 0
+    shifted = boxes + (labels.to(boxes) * (max_coordinate + 1))[:, None]
+    picks, picked = soft_nms_picks(shifted, scores, nms_cfg['iou_threshold'], max_per_img,
+                                   nms_cfg.get('method', 'linear'), nms_cfg.get('sigma', 0.5), nms_cfg.get('offset', 0))
+    per_class = torch.as_tensor(scores.shape[0]) >= nms_cfg.get('split_thr', 10000)  # a traced size is a tensor
+    first = (torch.arange(max_per_img, device=picks.device) == 0) & ~per_class
+    keep = (picked > -math.inf) & ((picked >= min_score) | first)
+    picks = picks[keep]
+    low_boxes, low_scores, low_labels = _low_class_firsts(dense_boxes, dense_scores, score_thr, min_score, per_class)
+    return (torch.cat([boxes[picks], low_boxes])[:max_per_img], torch.cat([picked[keep], low_scores])[:max_per_img],
+            torch.cat([labels[picks], low_labels])[:max_per_img])
+
+
+def _low_class_firsts(boxes: Tensor, scores: Tensor, score_thr: float, min_score: float,
+                      per_class: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """What mmcv's per-class soft-NMS runs add below ``min_score`` (:func:`multiclass_soft_nms`): boxes
+    (N, C, 4), scores (N, C + 1), per_class () bool -> for each class whose highest candidate scores
+    below ``min_score``, that candidate, by decreasing score: boxes (L, 4), scores (L,), labels (L,);
+    none unless ``per_class``."""
+    scores = scores[:, :-1]
+    # a row of -inf, so that the maximum over no boxes is defined
+    valid = torch.cat([scores > score_thr, scores.new_zeros(1, scores.shape[1], dtype=torch.bool)])
+    scores = torch.cat([scores, scores.new_zeros(1, scores.shape[1])])
+    scores = torch.where(valid, scores, torch.full_like(scores, -math.inf))
+    boxes = torch.cat([boxes, boxes.new_zeros(1, *boxes.shape[1:])])
+    class_max, best = scores.max(dim=0)
+    low = per_class & (class_max < min_score)
+    class_max, order = torch.where(low, class_max, torch.full_like(class_max, -math.inf)).sort(descending=True)
+    labels = order[class_max > -math.inf]
+    return boxes[best[labels], labels], class_max[class_max > -math.inf], labels
 
 
 def roi_features(extractor: torch.nn.Module, feats: Sequence[Tensor], rois: Tensor) -> Tensor:

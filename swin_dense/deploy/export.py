@@ -1,4 +1,4 @@
-"""Export a trained segmentor or Cascade Mask R-CNN to ``DIR/model.onnx`` + ``DIR/export.json``
+"""Export a trained segmentor, Cascade Mask R-CNN or HTC++ to ``DIR/model.onnx`` + ``DIR/export.json``
 (tools/export_onnx.py).
 
 The model is loaded and checked as for inference (:class:`swin_dense.inference.predictor.Predictor`:
@@ -69,7 +69,7 @@ def _segmentor_graph(predictor: Predictor, config: str, policy: SizePolicy) -> T
 
 
 def _detector_graph(predictor: Predictor, config: str, policy: SizePolicy) -> Tuple[torch.nn.Module, tuple, Dict]:
-    """The traced module, its example inputs and its dynamic axes, for a Cascade Mask R-CNN. The example
+    """The traced module, its example inputs and its dynamic axes, for a Cascade Mask R-CNN or HTC. The example
     image is random: the trace must keep boxes through every NMS (an empty set takes other branches)."""
     try:
         graph = DetectorGraph(exportable_copy(predictor.model))
@@ -103,7 +103,7 @@ def export_onnx(config: str, checkpoint: str, out_dir: str, shape: Optional[Tupl
         the record written beside the graph.
 
     Raises:
-        ExportError: a detector other than Cascade Mask R-CNN (:mod:`.detector`), a segmentor not in
+        ExportError: a detector other than Cascade Mask R-CNN or HTC (:mod:`.detector`), a segmentor not in
             'whole' test mode, or a backbone other than SwinTransformerV2.
         swin_dense.inference.predictor.PredictorError: config / checkpoint missing or not a pair.
     """

@@ -6,15 +6,16 @@ preprocessor normalises and pads the batch (as for a PyTorch checkpoint) and ONN
 graph image by image (graphs have batch size 1). For a segmentor, mmseg's own ``postprocess_result``
 turns the logits into the same ``SegDataSample`` (resized to the original image, ``pred_sem_seg`` and
 ``seg_logits``); for a detector, mmdet's own mask head pastes the graph's per-box mask probabilities
-into the original image and rescales the boxes (``FCNMaskHead.predict_by_feat``, as
-``CascadeRoIHead.predict_mask``), giving the same ``DetDataSample``. ``load_predictor`` returns it for
+into the original image and rescales the boxes (``FCNMaskHead.predict_by_feat``, which HTC's
+``HTCMaskHead`` inherits, as ``CascadeRoIHead.predict_mask`` and ``HybridTaskCascadeRoIHead.predict_mask``
+do), giving the same ``DetDataSample``. ``load_predictor`` returns it for
 ``.onnx`` files, so tools/infer.py and tools/serve.py run exported graphs unchanged.
 
 What makes a graph unusable stops here with a :class:`PredictorError` that says what to do: no
 ``export.json`` beside the file, a file ONNX Runtime cannot read, a graph of another task or
-number of classes than the config, a detector config asking for another ``test_cfg`` than the one
-the graph holds, or (at predict time) an input size outside the export's size
-policy (:mod:`swin_dense.deploy.record`).
+number of classes than the config, a detector config asking for another ``test_cfg`` (score
+threshold, hard or soft NMS settings, counts) than the one the graph holds, or (at predict time) an
+input size outside the export's size policy (:mod:`swin_dense.deploy.record`).
 """
 import threading
 from typing import Any, Dict, List, Optional
@@ -73,8 +74,8 @@ class OnnxSegmentor:
 
 class OnnxDetector:
     """The ``model`` of an :class:`OnnxPredictor` for detection: ``test_step`` as mmdet's
-    ``CascadeRCNN`` (``rescale=True``), with the graph (:mod:`swin_dense.deploy.detector`) in place of
-    everything before pasting the masks."""
+    ``CascadeRCNN`` or ``HybridTaskCascade`` (``rescale=True``), with the graph
+    (:mod:`swin_dense.deploy.detector`) in place of everything before pasting the masks."""
 
     def __init__(self, cfg: Any, session: Any, record: ExportRecord) -> None:
         from mmdet.models.detectors.base import BaseDetector
