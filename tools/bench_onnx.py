@@ -1,14 +1,15 @@
 #!/usr/bin/env python
-"""Whole-model CPU speed of a segmentor or Cascade Mask R-CNN: PyTorch eager (the model as built)
+"""Whole-model CPU speed of a segmentor or detector (Cascade Mask R-CNN, HTC++): PyTorch eager (the model as built)
 against PyTorch inference mode (what tools/infer.py and tools/serve.py run) and the exported ONNX graph
 in ONNX Runtime.
 
     python tools/bench_onnx.py CONFIG CHECKPOINT [--sizes 128x128 512x512 800x1344] [--repeats 5] [--threads 1]
-                               [--cfg-options k=v ...]
+                               [--profile] [--cfg-options k=v ...]
 
 Prints a Markdown table (seconds per image, min / median of the repeats after one warm-up, speed-ups
-over eager, and the largest logit difference, or for a detector the largest box difference, to eager).
-See docs/benchmarks.md.
+over eager, and the largest logit difference, or for a detector the largest box difference, to eager);
+with --profile a second table: eager's share of time in convolutions, their GFLOP/s against this
+thread's fp32 matrix product, and the best speed-up the same arithmetic allows. See docs/benchmarks.md.
 """
 import argparse
 import os.path as osp
@@ -32,7 +33,10 @@ def parse_args(argv=None):
     parser.add_argument('--sizes', nargs='+', type=_size, default=[(128, 128), (512, 512), (800, 1344)],
                         help='input sizes HxW (default 128x128 512x512 800x1344)')
     parser.add_argument('--repeats', type=int, default=5, help='timed runs per size, after one warm-up')
-    parser.add_argument('--threads', type=int, default=1, help='threads of both runtimes (default 1)')
+    parser.add_argument('--threads', type=int, default=1, help='threads of every runtime (default 1)')
+    parser.add_argument('--profile', action='store_true',
+                        help='also profile eager: time in convolutions, their GFLOP/s against an fp32 matrix '
+                             'product, and the best speed-up any runtime with the same arithmetic could reach')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
     return parser.parse_args(argv)
 
@@ -44,18 +48,22 @@ def main(argv=None) -> int:
     from mmengine.config import Config
 
     from swin_dense.cli import setup_scope
-    from swin_dense.deploy.speed import measure_detector, measure_segmentor, speed_table
+    from swin_dense.deploy.speed import bound_table, measure_detector, measure_segmentor, speed_table
     from swin_dense.engine import safe_load
     safe_load.install()
     torch.set_num_threads(args.threads)
     if setup_scope(Config.fromfile(args.config)) == 'seg':
-        rows = measure_segmentor(args.config, args.checkpoint, args.sizes, args.repeats, args.cfg_options)
+        rows = measure_segmentor(args.config, args.checkpoint, args.sizes, args.repeats, args.cfg_options,
+                                 args.profile)
         diff_name = 'logit'
     else:
-        rows = measure_detector(args.config, args.checkpoint, args.sizes, args.repeats, args.cfg_options)
+        rows = measure_detector(args.config, args.checkpoint, args.sizes, args.repeats, args.cfg_options,
+                                args.profile)
         diff_name = 'box (px)'
     print(f'{args.threads} thread(s), {args.repeats} timed runs per size, torch {torch.__version__}')
     print(speed_table(rows, diff_name))
+    if args.profile:
+        print(bound_table([row.bound for row in rows]))
     return 0
 
 

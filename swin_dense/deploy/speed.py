@@ -24,11 +24,13 @@ RUNTIMES = ('eager', 'inference_mode', 'onnxruntime')
 
 @dataclass
 class SpeedRow:
-    """Seconds per image at one size: (min, median) over the repeats for each of :data:`RUNTIMES`, and
-    each faster runtime's largest output difference to eager (logits, or box coordinates in px)."""
+    """Seconds per image at one size: (min, median) over the repeats for each of :data:`RUNTIMES`, each
+    faster runtime's largest output difference to eager (logits, or box coordinates in px), and with
+    profiling the eager run's :class:`ConvBound`."""
     size: Tuple[int, int]
     seconds: Dict[str, Tuple[float, float]]
     max_abs_diff: Dict[str, float]
+    bound: Optional['ConvBound'] = None
 
     def speedup(self, runtime: str) -> float:
         """Eager over ``runtime``, medians."""
@@ -54,9 +56,11 @@ def _session(path: str):
     return ort.InferenceSession(path, sess_options=options, providers=['CPUExecutionProvider'])
 
 
-def measure_segmentor(config: str, checkpoint: str, sizes: Sequence[Tuple[int, int]],
-                      repeats: int = 5, cfg_options: Optional[Dict] = None) -> List[SpeedRow]:
-    """One :class:`SpeedRow` per (H, W) in ``sizes``; the differences are the largest logit differences."""
+def measure_segmentor(config: str, checkpoint: str, sizes: Sequence[Tuple[int, int]], repeats: int = 5,
+                      cfg_options: Optional[Dict] = None, profile: bool = False) -> List[SpeedRow]:
+    """One :class:`SpeedRow` per (H, W) in ``sizes``; the differences are the largest logit differences;
+    ``profile``: with each eager run's :class:`ConvBound`."""
+    rate = matmul_gflops() if profile else None
     eager = SegmentorGraph(Predictor(config, checkpoint, cfg_options=cfg_options, inference_mode=False).model)
     fast = SegmentorGraph(Predictor(config, checkpoint, cfg_options=cfg_options).model)
     rows = []
@@ -72,8 +76,14 @@ def measure_segmentor(config: str, checkpoint: str, sizes: Sequence[Tuple[int, i
             seconds['onnxruntime'] = _times(lambda: session.run(None, feed), repeats)
             diff = dict(inference_mode=float(np.abs(got - ref).max()),
                         onnxruntime=float(np.abs(session.run(None, feed)[0] - ref).max()))
-            rows.append(SpeedRow(tuple(size), seconds, diff))
+            bound = _profiled(lambda: eager(x), size, rate) if profile else None
+            rows.append(SpeedRow(tuple(size), seconds, diff, bound))
     return rows
+
+
+def _profiled(fn: Callable[[], object], size: Tuple[int, int], rate: float) -> 'ConvBound':
+    with torch.no_grad():
+        return conv_bound(fn, size, rate)
 
 
 def _detection_batch(size: Tuple[int, int]) -> Dict:
@@ -91,10 +101,12 @@ def _box_diff(got: torch.Tensor, ref: torch.Tensor) -> float:
     return float((got - ref).abs().max()) if len(ref) else 0.0
 
 
-def measure_detector(config: str, checkpoint: str, sizes: Sequence[Tuple[int, int]],
-                     repeats: int = 5, cfg_options: Optional[Dict] = None) -> List[SpeedRow]:
+def measure_detector(config: str, checkpoint: str, sizes: Sequence[Tuple[int, int]], repeats: int = 5,
+                     cfg_options: Optional[Dict] = None, profile: bool = False) -> List[SpeedRow]:
     """One :class:`SpeedRow` per (H, W) in ``sizes`` (multiples of the preprocessor's padding); the
-    differences are the largest box coordinate differences (px)."""
+    differences are the largest box coordinate differences (px); ``profile``: with each eager run's
+    :class:`ConvBound`."""
+    rate = matmul_gflops() if profile else None
     from ..inference.onnx_predictor import OnnxPredictor
     models = dict(eager=Predictor(config, checkpoint, cfg_options=cfg_options, inference_mode=False).model,
                   inference_mode=Predictor(config, checkpoint, cfg_options=cfg_options).model)
@@ -110,8 +122,59 @@ def measure_detector(config: str, checkpoint: str, sizes: Sequence[Tuple[int, in
                     seconds[runtime] = _times(lambda: models[runtime].test_step(batch), repeats)
                     boxes[runtime] = models[runtime].test_step(batch)[0].pred_instances.bboxes
             diff = {runtime: _box_diff(boxes[runtime], boxes['eager']) for runtime in RUNTIMES[1:]}
-            rows.append(SpeedRow(tuple(size), seconds, diff))
+            bound = _profiled(lambda: models['eager'].test_step(batch), size, rate) if profile else None
+            rows.append(SpeedRow(tuple(size), seconds, diff, bound))
     return rows
+
+
+@dataclass
+class ConvBound:
+    """Where eager time goes at one size: the share in convolutions and their rate, against this
+    thread's fp32 matrix-product rate, and what that leaves any runtime that computes the same
+    convolutions directly (not by Winograd or FFT, which trade multiplications for other rounding)."""
+    size: Tuple[int, int]
+    seconds: float
+    conv_share: float
+    conv_gflops: float
+    matmul_gflops: float
+
+    @property
+    def best_speedup(self) -> float:
+        """Eager over a runtime that ran everything but the convolutions in no time and the convolutions
+        at the matrix-product rate (or their own, if higher): an upper bound for the same arithmetic."""
+        return 1.0 / (self.conv_share * min(1.0, self.conv_gflops / self.matmul_gflops))
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 3) -> float:
+    """fp32 GFLOP/s of an (n x n) @ (n x n) product in the current thread settings (fastest of ``repeats``)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n ** 3 / _times(lambda: a @ b, repeats)[0] / 1e9
+
+
+def conv_bound(fn: Callable[[], object], size: Tuple[int, int], matmul_rate: float) -> ConvBound:
+    """Profile one call of ``fn`` (torch.profiler, FLOPs on): the time in ``aten::conv2d`` (with what it
+    calls) over the whole call, and the convolutions' GFLOP/s."""
+    from torch.profiler import profile
+    fn()
+    with profile(with_flops=True) as prof:
+        start = time.perf_counter()
+        fn()
+        total = time.perf_counter() - start
+    convs = [e for e in prof.key_averages() if e.key == 'aten::conv2d']
+    conv_us = sum(e.cpu_time_total for e in convs)
+    flops = sum(e.flops for e in convs)
+    return ConvBound(tuple(size), total, conv_us / 1e6 / total, flops / conv_us / 1e3 if conv_us else 0.0,
+                     matmul_rate)
+
+
+def bound_table(bounds: Sequence[ConvBound]) -> str:
+    """A Markdown table of :class:`ConvBound` rows."""
+    lines = ['| input (H x W) | eager, profiled (s) | in convolutions | their GFLOP/s | fp32 matmul GFLOP/s '
+             '| best speed-up with the same arithmetic |', '|---|---|---|---|---|---|']
+    for b in bounds:
+        lines.append(f'| {b.size[0]} x {b.size[1]} | {b.seconds:.3f} | {100 * b.conv_share:.0f} % | {b.conv_gflops:.0f} '
+                     f'| {b.matmul_gflops:.0f} | {b.best_speedup:.2f}x |')
+    return '\n'.join(lines)
 
 
 def speed_table(rows: Sequence[SpeedRow], diff_name: str) -> str:

@@ -35,9 +35,21 @@ def test_detector_speed_row(tmp_path):
 
 
 def test_segmentor_speed_row(tmp_path):
-    from swin_dense.deploy.speed import measure_segmentor, speed_table
-    (row,) = measure_segmentor(SEG_CONFIG, normed_checkpoint('seg', str(tmp_path)), [(96, 130)], repeats=1)
+    from swin_dense.deploy.speed import bound_table, measure_segmentor, speed_table
+    (row,) = measure_segmentor(SEG_CONFIG, normed_checkpoint('seg', str(tmp_path)), [(96, 130)], repeats=1,
+                               profile=True)
     _check(row, (96, 130))
+    bound = row.bound  # UPerNet's head and the patch embedding are convolutions; the attention is not
+    assert 0 < bound.conv_share < 1 and bound.conv_gflops > 0 and bound.matmul_gflops > 0
+    assert '| 96 x 130 |' in bound_table([bound])
     # logits within 4e-6 (test_segmentor_export.py); 1e-4 is the bound
     assert row.max_abs_diff['inference_mode'] < 1e-4 and row.max_abs_diff['onnxruntime'] < 1e-4
     assert '| 96 x 130 |' in speed_table([row], 'logit')
+
+
+def test_best_speedup_leaves_only_the_convolutions_at_the_matmul_rate():
+    from swin_dense.deploy.speed import ConvBound
+    # 80 % of 10 s in convolutions at 90 of 100 GFLOP/s: 7.2 s at best, 1.39x
+    assert ConvBound((8, 8), 10.0, 0.8, 90.0, 100.0).best_speedup == pytest.approx(10 / 7.2)
+    # convolutions faster than the matrix product: their own time is the bound
+    assert ConvBound((8, 8), 10.0, 0.5, 150.0, 100.0).best_speedup == pytest.approx(2.0)
