@@ -5,8 +5,8 @@ input normalisation (for reference: the predictor normalises with the config's d
 the names of the graph's inputs and outputs, the size policy and the export settings.
 
 Size policy (:class:`SizePolicy`): ``'fixed'`` graphs run at one (H, W) only; ``'dynamic'`` graphs run
-at any (H, W) whose sides are at least ``min_side`` (below it the backbone's last stages shrink their
-windows, a different graph). :func:`check_input_size` raises for any other size, so a graph is never
+at any (H, W) whose sides are at least ``min_side``: one backbone patch (graphs exported before the
+window rule was traced recorded 257 or 513 px, the side below which a stage's window shrinks). :func:`check_input_size` raises for any other size, so a graph is never
 run at a size it was not exported for.
 """
 import json
@@ -29,7 +29,7 @@ class SizePolicy:
     Attributes:
         kind: ``'fixed'`` (``shape`` only) or ``'dynamic'`` (any size with both sides >= ``min_side``).
         shape: the size the graph was traced at.
-        min_side: ``'dynamic'``: the smallest side at which every stage's map is larger than its window.
+        min_side: ``'dynamic'``: the smallest side the graph runs at (:func:`.export.size_policy`).
     """
     kind: str
     shape: Tuple[int, int]
