@@ -15,8 +15,8 @@ and DIR/overlays/*.png. A run stopped for any reason continues where it stopped 
 with the same command; outputs made from another file of the same name are computed again. Images
 that are unreadable, no regular file, larger than the limits, or fail at any step are listed and
 skipped; the run goes on. A PyTorch checkpoint runs on the CPU in inference mode (conv-BN folding,
-torchvision's RoIAlign: the same results, faster; --eager turns it off); an exported model.onnx runs
-in ONNX Runtime. See docs/inference.md.
+torchvision's RoIAlign, channels-last RoI heads: the same results, faster; --eager turns it off); an
+exported model.onnx runs in ONNX Runtime. See docs/inference.md.
 """
 import argparse
 import os.path as osp
@@ -50,7 +50,7 @@ def parse_args(argv=None):
                         help='skip (and list) image files larger than this many MiB (default 256)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     parser.add_argument('--eager', action='store_true',
-                        help='run a PyTorch checkpoint exactly as built: no conv-BN folding, mmcv\'s RoIAlign kernel (docs/inference.md)')
+                        help='run a PyTorch checkpoint exactly as built, without inference mode (docs/inference.md)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
     return parser.parse_args(argv)
 

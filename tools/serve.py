@@ -15,8 +15,8 @@ URLs in input_data are refused unless --allow-urls (then the server fetches http
 enable it where the server may reach whatever a client names: private, loopback and link-local
 addresses stay refused unless --allow-url-network names them). With SWIN_DENSE_API_KEY set (one key or
 several, comma-separated), every path but /health needs "Authorization: Bearer <key>". A PyTorch
-checkpoint runs on the CPU in inference mode (conv-BN folding, torchvision's RoIAlign; --eager turns it
-off); an exported model.onnx runs in ONNX Runtime. See docs/inference.md.
+checkpoint runs on the CPU in inference mode (conv-BN folding, torchvision's RoIAlign, channels-last RoI
+heads; --eager turns it off); an exported model.onnx runs in ONNX Runtime. See docs/inference.md.
 """
 import argparse
 import os.path as osp
@@ -62,7 +62,7 @@ def parse_args(argv=None):
     p.add_argument('--log-level', default='info', choices=['critical', 'error', 'warning', 'info', 'debug'])
     p.add_argument('--no-access-log', action='store_true', help='do not log every request')
     p.add_argument('--eager', action='store_true',
-                   help='run a PyTorch checkpoint exactly as built: no conv-BN folding, mmcv\'s RoIAlign kernel (docs/inference.md)')
+                   help='run a PyTorch checkpoint exactly as built, without inference mode (docs/inference.md)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
     return p.parse_args(argv)
 

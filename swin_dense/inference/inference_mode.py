@@ -6,12 +6,16 @@ CPU without changing what it computes (docs/benchmarks.md, "Whole-model inferenc
 * **RoIAlign**: mmcv's ``RoIAlign`` (``aligned=True``, average pooling) runs through :func:`torchvision.ops.roi_align` (its own
   ``use_torchvision`` option), which gives the same values (measured bit-equal,
   ``tests/inference/test_inference_mode.py``) with a faster CPU kernel.
+* **channels-last RoI heads**: a two-stage detector's ``roi_head`` (box and mask heads, whose
+  convolutions run on batches of small RoI maps) keeps its weights channels-last, so oneDNN runs those
+  convolutions in that layout. Not the whole model: UPerNet's large convolutions measured slower so.
 
 :class:`~swin_dense.inference.predictor.Predictor` applies it to models on the CPU
 (``inference_mode=True``); ``tools/infer.py`` and ``tools/serve.py`` turn it off with ``--eager``.
 """
 from typing import List
 
+import torch
 import torch.nn as nn
 
 
@@ -19,7 +23,8 @@ def to_inference_mode(model: nn.Module) -> List[str]:
     """Set up an eval-mode CPU ``model`` in place (module docstring).
 
     Returns:
-        what was changed, e.g. ``['conv-BN folding (12 BatchNorms)', 'torchvision RoIAlign (6)']``.
+        what was changed, e.g. ``['conv-BN folding (12 BatchNorms)', 'torchvision RoIAlign (24)',
+        'channels-last RoI heads']``.
 
     Raises:
         ValueError: ``model`` is in training mode (its BatchNorm statistics would still change).
@@ -38,4 +43,8 @@ def to_inference_mode(model: nn.Module) -> List[str]:
         layer.use_torchvision = True
     if roi_layers:
         changes.append(f'torchvision RoIAlign ({len(roi_layers)})')
+    roi_head = getattr(model, 'roi_head', None)
+    if isinstance(roi_head, nn.Module):
+        roi_head.to(memory_format=torch.channels_last)
+        changes.append('channels-last RoI heads')
     return changes

@@ -138,7 +138,8 @@ class Predictor:
         device: ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
         cfg_options: config overrides, as ``--cfg-options`` of the other tools.
         inference_mode: on the CPU, set the model up for speed without changing its results
-            (:mod:`.inference_mode`: conv-BN folding, torchvision's RoIAlign); False runs it as built.
+            (:mod:`.inference_mode`: conv-BN folding, torchvision's RoIAlign, channels-last RoI heads);
+            False runs it as built.
     """
 
     inference_mode: Tuple[str, ...] = ()  # what :mod:`.inference_mode` changed in the model

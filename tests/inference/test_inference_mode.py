@@ -73,6 +73,9 @@ def test_detector_in_inference_mode_gives_the_models_detections(tmp_path, coco_s
     built = Predictor(DET_CONFIG, ckpt, cfg_options=options, inference_mode=False)
     fast = Predictor(DET_CONFIG, ckpt, cfg_options=options)
     assert 'torchvision RoIAlign (24)' in fast.inference_mode  # 4 FPN levels x (box + mask) x 3 stages
+    assert 'channels-last RoI heads' in fast.inference_mode
+    assert fast.model.roi_head.mask_head[0].convs[0].conv.weight.is_contiguous(
+        memory_format=torch.channels_last)
     folder = os.path.join(coco_sample, 'val2017')
     for name in sorted(os.listdir(folder))[:2]:
         data = fast.prepare(fast.read(os.path.join(folder, name)))
