@@ -78,3 +78,21 @@ def assert_same_detections(ref, got):
     assert np.abs(got[0][index] - ref[0]).max() < BOX_TOL
     assert np.abs(got[1][index] - ref[1]).max() < SCORE_TOL
     return index
+
+
+def assert_predictors_agree(torch_pred, onnx_pred, folder: str, count: int = 2) -> list:
+    """Both predictors on the first ``count`` images of ``folder``: the same detections
+    (:func:`assert_same_detections`) and pasted masks that differ in under 1% of the pixels either mask
+    covers (a pixel flips only where the pasted probability is within ~1e-5 of mask_thr_binary; counted
+    over the masks, not the whole, mostly empty image). Returns the prepared inputs."""
+    images = [onnx_pred.read(os.path.join(folder, n)) for n in sorted(os.listdir(folder))[:count]]
+    datas = [onnx_pred.prepare(img) for img in images]
+    for img, a, b in zip(images, torch_pred.predict(datas), onnx_pred.predict(datas)):
+        a, b = a.pred_instances, b.pred_instances
+        index = assert_same_detections((a.bboxes.numpy(), a.scores.numpy(), a.labels.numpy()),
+                                       (b.bboxes.numpy(), b.scores.numpy(), b.labels.numpy()))
+        masks_a, masks_b = a.masks.numpy(), b.masks.numpy()[index]
+        assert masks_b.shape == masks_a.shape == (len(index), *img.shape[:2])
+        flipped = (masks_a != masks_b).sum() / (masks_a | masks_b).sum()
+        assert masks_a.any() and flipped < 0.01
+    return datas

@@ -13,7 +13,7 @@ pytest.importorskip('onnxruntime')
 pytest.importorskip('mmdet')
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from deploy_helpers import assert_same_detections, normed_checkpoint  # noqa: E402
+from deploy_helpers import assert_predictors_agree, assert_same_detections, normed_checkpoint  # noqa: E402
 from inference_helpers import DET_CONFIG, ROOT  # noqa: E402
 
 # fewer proposals than the sample config, to keep the cascade heads fast
@@ -93,20 +93,8 @@ def test_onnx_predictor_gives_the_pytorch_predictors_results(dynamic_export, che
     onnx_pred = load_predictor(DET_CONFIG, os.path.join(out, 'model.onnx'), cfg_options=SMALL)
     assert type(onnx_pred).__name__ == 'OnnxPredictor' and onnx_pred.describe()['runtime'] == 'onnxruntime'
     assert onnx_pred.classes == torch_pred.classes
-    folder = os.path.join(coco_sample, 'val2017')
-    images = [onnx_pred.read(os.path.join(folder, n)) for n in sorted(os.listdir(folder))[:2]]
-    datas = [onnx_pred.prepare(img) for img in images]
+    datas = assert_predictors_agree(torch_pred, onnx_pred, os.path.join(coco_sample, 'val2017'))
     assert max(datas[0]['inputs'].shape[1:]) == 160  # the sample pipeline: windows of stages 2 and 3 shrink
-    for img, a, b in zip(images, torch_pred.predict(datas), onnx_pred.predict(datas)):
-        a, b = a.pred_instances, b.pred_instances
-        index = assert_same_detections((a.bboxes.numpy(), a.scores.numpy(), a.labels.numpy()),
-                                        (b.bboxes.numpy(), b.scores.numpy(), b.labels.numpy()))
-        masks_a, masks_b = a.masks.numpy(), b.masks.numpy()[index]
-        assert masks_b.shape == masks_a.shape == (len(index), *img.shape[:2])
-        # a pixel flips only where the pasted probability is within ~1e-6 of mask_thr_binary (measured:
-        # none flipped); counted over the pixels either mask covers, not the whole (mostly empty) image
-        flipped = (masks_a != masks_b).sum() / (masks_a | masks_b).sum()
-        assert masks_a.any() and flipped < 0.01
 
 
 def test_no_detection_gives_the_empty_results_of_mmdet(checkpoint, coco_sample, tmp_path):
