@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""Whole-model CPU speed of a segmentor or detector (Cascade Mask R-CNN, HTC++): PyTorch eager (the model as built)
-against PyTorch inference mode (what tools/infer.py and tools/serve.py run) and the exported ONNX graph
-in ONNX Runtime.
+"""Whole-model CPU speed of a segmentor or detector (Cascade Mask R-CNN, HTC++): PyTorch eager (the
+model as built) against PyTorch inference mode (what tools/infer.py and tools/serve.py run) and the
+exported ONNX graph in ONNX Runtime. Without CHECKPOINT the model's own random initialisation is timed.
 
-    python tools/bench_onnx.py CONFIG CHECKPOINT [--sizes 128x128 512x512 800x1344] [--repeats 5] [--threads 1]
+    python tools/bench_onnx.py CONFIG [CHECKPOINT] [--sizes 128x128 512x512 800x1344] [--repeats 5] [--threads 1]
                                [--profile] [--cfg-options k=v ...]
 
 Prints a Markdown table (seconds per image, min / median of the repeats after one warm-up, speed-ups
@@ -14,6 +14,7 @@ thread's fp32 matrix product, and the best speed-up the same arithmetic allows. 
 import argparse
 import os.path as osp
 import sys
+import tempfile
 import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without install
@@ -29,7 +30,8 @@ def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='PyTorch eager vs inference mode vs ONNX Runtime, whole model, CPU')
     parser.add_argument('config', help='mmseg or mmdet config file')
-    parser.add_argument('checkpoint', help='checkpoint of that model')
+    parser.add_argument('checkpoint', nargs='?',
+                        help='checkpoint of that model; left out: the model\'s own random initialisation (seed 0)')
     parser.add_argument('--sizes', nargs='+', type=_size, default=[(128, 128), (512, 512), (800, 1344)],
                         help='input sizes HxW (default 128x128 512x512 800x1344)')
     parser.add_argument('--repeats', type=int, default=5, help='timed runs per size, after one warm-up')
@@ -45,19 +47,30 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
+    from swin_dense.deploy.speed import random_checkpoint
+    from swin_dense.engine import safe_load
+    safe_load.install()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = args.checkpoint or random_checkpoint(args.config, f'{tmp}/random.pth',
+                                                          cfg_options=args.cfg_options)
+        return _report(args, checkpoint)
+
+
+def _report(args, checkpoint: str) -> int:
+    """Measure and print the tables (module docstring)."""
+    import torch
+
     from mmengine.config import Config
 
     from swin_dense.cli import setup_scope
     from swin_dense.deploy.speed import bound_table, measure_detector, measure_segmentor, speed_table
-    from swin_dense.engine import safe_load
-    safe_load.install()
-    torch.set_num_threads(args.threads)
     if setup_scope(Config.fromfile(args.config)) == 'seg':
-        rows = measure_segmentor(args.config, args.checkpoint, args.sizes, args.repeats, args.cfg_options,
+        rows = measure_segmentor(args.config, checkpoint, args.sizes, args.repeats, args.cfg_options,
                                  args.profile)
         diff_name = 'logit'
     else:
-        rows = measure_detector(args.config, args.checkpoint, args.sizes, args.repeats, args.cfg_options,
+        rows = measure_detector(args.config, checkpoint, args.sizes, args.repeats, args.cfg_options,
                                 args.profile)
         diff_name = 'box (px)'
     print(f'{args.threads} thread(s), {args.repeats} timed runs per size, torch {torch.__version__}')

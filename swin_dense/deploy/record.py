@@ -6,8 +6,9 @@ the names of the graph's inputs and outputs, the size policy and the export sett
 
 Size policy (:class:`SizePolicy`): ``'fixed'`` graphs run at one (H, W) only; ``'dynamic'`` graphs run
 at any (H, W) whose sides are at least ``min_side``: one backbone patch (graphs exported before the
-window rule was traced recorded 257 or 513 px, the side below which a stage's window shrinks). :func:`check_input_size` raises for any other size, so a graph is never
-run at a size it was not exported for.
+window rule was traced recorded 257 or 513 px, the side below which a stage's window shrinks).
+:func:`check_input_size` raises for any other size, so a graph is never run at a size it was not
+exported for.
 """
 import json
 import os.path as osp

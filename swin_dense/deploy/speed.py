@@ -15,11 +15,30 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..inference.predictor import Predictor
+from ..inference.predictor import Predictor, build_model
 from .export import ONNX_NAME, export_onnx
 from .graphs import SegmentorGraph
 
 RUNTIMES = ('eager', 'inference_mode', 'onnxruntime')
+
+
+def random_checkpoint(config: str, path: str, seed: int = 0, cfg_options: Optional[Dict] = None) -> str:
+    """Write a checkpoint of ``config``'s model with its own random initialisation (``init_weights``,
+    seeded; no pretrained weights) to ``path``, for timing without a trained model. Returns ``path``."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from ..cli import merge_cfg_options, setup_scope
+    cfg = Config.fromfile(config)
+    merge_cfg_options(cfg, cfg_options)
+    task = setup_scope(cfg)
+    init_default_scope(cfg.default_scope)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_model(cfg, task)
+        model.init_weights()
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return path
 
 
 @dataclass
@@ -76,14 +95,15 @@ def measure_segmentor(config: str, checkpoint: str, sizes: Sequence[Tuple[int, i
             seconds['onnxruntime'] = _times(lambda: session.run(None, feed), repeats)
             diff = dict(inference_mode=float(np.abs(got - ref).max()),
                         onnxruntime=float(np.abs(session.run(None, feed)[0] - ref).max()))
-            bound = _profiled(lambda: eager(x), size, rate) if profile else None
+            bound = _profiled(eager, lambda: eager(x), size, rate) if profile else None
             rows.append(SpeedRow(tuple(size), seconds, diff, bound))
     return rows
 
 
-def _profiled(fn: Callable[[], object], size: Tuple[int, int], rate: float) -> 'ConvBound':
+def _profiled(model: torch.nn.Module, fn: Callable[[], object], size: Tuple[int, int],
+              rate: float) -> 'ConvBound':
     with torch.no_grad():
-        return conv_bound(fn, size, rate)
+        return conv_bound(model, fn, size, rate)
 
 
 def _detection_batch(size: Tuple[int, int]) -> Dict:
@@ -122,7 +142,8 @@ def measure_detector(config: str, checkpoint: str, sizes: Sequence[Tuple[int, in
                     seconds[runtime] = _times(lambda: models[runtime].test_step(batch), repeats)
                     boxes[runtime] = models[runtime].test_step(batch)[0].pred_instances.bboxes
             diff = {runtime: _box_diff(boxes[runtime], boxes['eager']) for runtime in RUNTIMES[1:]}
-            bound = _profiled(lambda: models['eager'].test_step(batch), size, rate) if profile else None
+            bound = (_profiled(models['eager'], lambda: models['eager'].test_step(batch), size, rate)
+                     if profile else None)
             rows.append(SpeedRow(tuple(size), seconds, diff, bound))
     return rows
 
@@ -151,29 +172,43 @@ def matmul_gflops(n: int = 2048, repeats: int = 3) -> float:
     return 2 * n ** 3 / _times(lambda: a @ b, repeats)[0] / 1e9
 
 
-def conv_bound(fn: Callable[[], object], size: Tuple[int, int], matmul_rate: float) -> ConvBound:
-    """Profile one call of ``fn`` (torch.profiler, FLOPs on): the time in ``aten::conv2d`` (with what it
-    calls) over the whole call, and the convolutions' GFLOP/s."""
-    from torch.profiler import profile
-    fn()
-    with profile(with_flops=True) as prof:
+def conv_bound(model: torch.nn.Module, fn: Callable[[], object], size: Tuple[int, int],
+               matmul_rate: float) -> ConvBound:
+    """Time one call of ``fn`` and, by forward hooks on every ``nn.Conv2d`` of ``model``, the time spent
+    in those convolutions and their FLOPs (2 x output elements x input channels per group x kernel
+    area). Hooks instead of ``torch.profiler``, whose per-op overhead inflates the rest of the call."""
+    spent, flops, starts = [0.0], [0], {}
+
+    def before(module: torch.nn.Module, inputs: tuple) -> None:
+        starts[id(module)] = time.perf_counter()
+
+    def after(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        spent[0] += time.perf_counter() - starts.pop(id(module))
+        kh, kw = module.kernel_size
+        flops[0] += 2 * output.numel() * module.in_channels // module.groups * kh * kw
+
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    handles = [h for m in convs for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after))]
+    try:
+        fn()  # warm-up
+        spent[0], flops[0] = 0.0, 0
         start = time.perf_counter()
         fn()
         total = time.perf_counter() - start
-    convs = [e for e in prof.key_averages() if e.key == 'aten::conv2d']
-    conv_us = sum(e.cpu_time_total for e in convs)
-    flops = sum(e.flops for e in convs)
-    return ConvBound(tuple(size), total, conv_us / 1e6 / total, flops / conv_us / 1e3 if conv_us else 0.0,
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ConvBound(tuple(size), total, spent[0] / total, flops[0] / spent[0] / 1e9 if spent[0] else 0.0,
                      matmul_rate)
 
 
 def bound_table(bounds: Sequence[ConvBound]) -> str:
     """A Markdown table of :class:`ConvBound` rows."""
-    lines = ['| input (H x W) | eager, profiled (s) | in convolutions | their GFLOP/s | fp32 matmul GFLOP/s '
+    lines = ['| input (H x W) | eager, hooked run (s) | in convolutions | their GFLOP/s | fp32 matmul GFLOP/s '
              '| best speed-up with the same arithmetic |', '|---|---|---|---|---|---|']
     for b in bounds:
-        lines.append(f'| {b.size[0]} x {b.size[1]} | {b.seconds:.3f} | {100 * b.conv_share:.0f} % | {b.conv_gflops:.0f} '
-                     f'| {b.matmul_gflops:.0f} | {b.best_speedup:.2f}x |')
+        lines.append(f'| {b.size[0]} x {b.size[1]} | {b.seconds:.3f} | {100 * b.conv_share:.0f} % '
+                     f'| {b.conv_gflops:.0f} | {b.matmul_gflops:.0f} | {b.best_speedup:.2f}x |')
     return '\n'.join(lines)
 
 

@@ -3,9 +3,9 @@ CPU without changing what it computes (docs/benchmarks.md, "Whole-model inferenc
 
 * **conv-BN folding**: mmcv's :func:`~mmcv.cnn.fuse_conv_bn` (what mmdet's ``--fuse-conv-bn`` uses)
   folds every eval-mode BatchNorm into the convolution before it.
-* **RoIAlign**: mmcv's ``RoIAlign`` (``aligned=True``, average pooling) runs through :func:`torchvision.ops.roi_align` (its own
-  ``use_torchvision`` option), which gives the same values (measured bit-equal,
-  ``tests/inference/test_inference_mode.py``) with a faster CPU kernel.
+* **RoIAlign**: mmcv's ``RoIAlign`` (``aligned=True``, average pooling) runs through
+  :func:`torchvision.ops.roi_align` (its own ``use_torchvision`` option), which gives the same values
+  (measured bit-equal, ``tests/inference/test_inference_mode.py``) with a faster CPU kernel.
 * **channels-last RoI heads**: a two-stage detector's ``roi_head`` (box and mask heads, whose
   convolutions run on batches of small RoI maps) keeps its weights channels-last, so oneDNN runs those
   convolutions in that layout. Not the whole model: UPerNet's large convolutions measured slower so.

@@ -107,6 +107,22 @@ def check_state_dict(model: torch.nn.Module, state: Dict[str, torch.Tensor], che
     return fit.unexpected
 
 
+def build_model(cfg: Any, task: str) -> torch.nn.Module:
+    """The model of a read config (``'det'`` or ``'seg'`` ``task``), without pretrained initialisation (a
+    checkpoint gives every weight) or training settings, with SyncBN as BN, in training mode."""
+    from mmengine.model.utils import revert_sync_batchnorm
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.pop('pretrained', None)
+    model_cfg['train_cfg'] = None
+    if isinstance(model_cfg.get('backbone'), dict):
+        model_cfg['backbone']['init_cfg'] = None
+    if task == 'seg':
+        from mmseg.registry import MODELS
+    else:
+        from mmdet.registry import MODELS
+    return revert_sync_batchnorm(MODELS.build(model_cfg))
+
+
 def _num_classes(model: torch.nn.Module, task: str) -> Optional[int]:
     if task == 'seg':
         head = getattr(model, 'decode_head', None)
@@ -149,25 +165,13 @@ class Predictor:
         import warnings
         warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
         from mmengine.dataset import Compose
-        from mmengine.model.utils import revert_sync_batchnorm
 
         if device.startswith('cuda') and not torch.cuda.is_available():
             raise PredictorError(f'--device {device}: CUDA is not available here (use --device cpu)')
         cfg = self._read_config(config, checkpoint, device, cfg_options, 'checkpoint')
 
         state, meta = read_state_dict(checkpoint)  # first: an unreadable file fails before the model is built
-        # the model, without pretrained initialisation (the checkpoint has every weight)
-        model_cfg = copy.deepcopy(cfg.model)
-        model_cfg.pop('pretrained', None)
-        model_cfg['train_cfg'] = None
-        if isinstance(model_cfg.get('backbone'), dict):
-            model_cfg['backbone']['init_cfg'] = None
-        if self.task == 'seg':
-            from mmseg.registry import MODELS
-        else:
-            from mmdet.registry import MODELS
-        model = MODELS.build(model_cfg)
-        model = revert_sync_batchnorm(model)
+        model = build_model(cfg, self.task)
         self.unused_weights = check_state_dict(model, state, checkpoint, config)
         model.load_state_dict(state, strict=False)
         self.checkpoint_meta = meta
