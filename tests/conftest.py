@@ -101,6 +101,15 @@ def det_train_run(coco_sample, tmp_path_factory):
                 seconds=time.time() - t0, epochs=DET_TRAIN_EPOCHS, data_root=coco_sample)
 
 
+def redraw_norms_(model: torch.nn.Module) -> torch.nn.Module:
+    """Draw every norm's weights around 1 and biases around 0 (std 0.1, the global RNG), in place: the
+    res-post-norms start at zero, and every block, mask and position bias should reach the output."""
+    for name, p in model.named_parameters():
+        if 'norm' in name:
+            torch.nn.init.normal_(p, mean=1.0 if name.endswith('weight') else 0.0, std=0.1)
+    return model
+
+
 def saved_bytes(fn: Callable[[], Any]) -> Tuple[Any, int]:
     """(``fn()``, bytes of the tensors autograd keeps for backward while it runs)."""
     total = 0

@@ -42,6 +42,24 @@ def random_checkpoint(config: str, path: str, seed: int = 0, cfg_options: Option
 
 
 @dataclass
+class ConvBound:
+    """Where eager time goes at one size: the share in convolutions and their rate, against this
+    thread's fp32 matrix-product rate, and what that leaves any runtime that computes the same
+    convolutions directly (not by Winograd or FFT, which trade multiplications for other rounding)."""
+    size: Tuple[int, int]
+    seconds: float
+    conv_share: float
+    conv_gflops: float
+    matmul_gflops: float
+
+    @property
+    def best_speedup(self) -> float:
+        """Eager over a runtime that ran everything but the convolutions in no time and the convolutions
+        at the matrix-product rate (or their own, if higher): an upper bound for the same arithmetic."""
+        return 1.0 / (self.conv_share * min(1.0, self.conv_gflops / self.matmul_gflops))
+
+
+@dataclass
 class SpeedRow:
     """Seconds per image at one size: (min, median) over the repeats for each of :data:`RUNTIMES`, each
     faster runtime's largest output difference to eager (logits, or box coordinates in px), and with
@@ -49,7 +67,7 @@ class SpeedRow:
     size: Tuple[int, int]
     seconds: Dict[str, Tuple[float, float]]
     max_abs_diff: Dict[str, float]
-    bound: Optional['ConvBound'] = None
+    bound: Optional[ConvBound] = None
 
     def speedup(self, runtime: str) -> float:
         """Eager over ``runtime``, medians."""
@@ -66,6 +84,42 @@ def _times(fn: Callable[[], object], repeats: int) -> Tuple[float, float]:
         fn()
         out.append(time.perf_counter() - start)
     return min(out), statistics.median(out)
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 3) -> float:
+    """fp32 GFLOP/s of an (n x n) @ (n x n) product in the current thread settings (fastest of ``repeats``)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n ** 3 / _times(lambda: a @ b, repeats)[0] / 1e9
+
+
+def conv_bound(model: torch.nn.Module, fn: Callable[[], object], size: Tuple[int, int],
+               matmul_rate: float) -> ConvBound:
+    """Time one call of ``fn`` and, by forward hooks on every ``nn.Conv2d`` of ``model``, the time spent
+    in those convolutions and their FLOPs (2 x output elements x input channels per group x kernel
+    area). Hooks instead of ``torch.profiler``, whose per-op overhead inflates the rest of the call."""
+    spent, flops, starts = [0.0], [0], {}
+
+    def before(module: torch.nn.Module, inputs: tuple) -> None:
+        starts[id(module)] = time.perf_counter()
+
+    def after(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        spent[0] += time.perf_counter() - starts.pop(id(module))
+        kh, kw = module.kernel_size
+        flops[0] += 2 * output.numel() * module.in_channels // module.groups * kh * kw
+
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    handles = [h for m in convs for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after))]
+    try:
+        fn()  # warm-up
+        spent[0], flops[0] = 0.0, 0
+        start = time.perf_counter()
+        fn()
+        total = time.perf_counter() - start
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ConvBound(tuple(size), total, spent[0] / total, flops[0] / spent[0] / 1e9 if spent[0] else 0.0,
+                     matmul_rate)
 
 
 def _session(path: str):
@@ -101,7 +155,7 @@ def measure_segmentor(config: str, checkpoint: str, sizes: Sequence[Tuple[int, i
 
 
 def _profiled(model: torch.nn.Module, fn: Callable[[], object], size: Tuple[int, int],
-              rate: float) -> 'ConvBound':
+              rate: float) -> ConvBound:
     with torch.no_grad():
         return conv_bound(model, fn, size, rate)
 
@@ -146,60 +200,6 @@ def measure_detector(config: str, checkpoint: str, sizes: Sequence[Tuple[int, in
                      if profile else None)
             rows.append(SpeedRow(tuple(size), seconds, diff, bound))
     return rows
-
-
-@dataclass
-class ConvBound:
-    """Where eager time goes at one size: the share in convolutions and their rate, against this
-    thread's fp32 matrix-product rate, and what that leaves any runtime that computes the same
-    convolutions directly (not by Winograd or FFT, which trade multiplications for other rounding)."""
-    size: Tuple[int, int]
-    seconds: float
-    conv_share: float
-    conv_gflops: float
-    matmul_gflops: float
-
-    @property
-    def best_speedup(self) -> float:
-        """Eager over a runtime that ran everything but the convolutions in no time and the convolutions
-        at the matrix-product rate (or their own, if higher): an upper bound for the same arithmetic."""
-        return 1.0 / (self.conv_share * min(1.0, self.conv_gflops / self.matmul_gflops))
-
-
-def matmul_gflops(n: int = 2048, repeats: int = 3) -> float:
-    """fp32 GFLOP/s of an (n x n) @ (n x n) product in the current thread settings (fastest of ``repeats``)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n ** 3 / _times(lambda: a @ b, repeats)[0] / 1e9
-
-
-def conv_bound(model: torch.nn.Module, fn: Callable[[], object], size: Tuple[int, int],
-               matmul_rate: float) -> ConvBound:
-    """Time one call of ``fn`` and, by forward hooks on every ``nn.Conv2d`` of ``model``, the time spent
-    in those convolutions and their FLOPs (2 x output elements x input channels per group x kernel
-    area). Hooks instead of ``torch.profiler``, whose per-op overhead inflates the rest of the call."""
-    spent, flops, starts = [0.0], [0], {}
-
-    def before(module: torch.nn.Module, inputs: tuple) -> None:
-        starts[id(module)] = time.perf_counter()
-
-    def after(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        spent[0] += time.perf_counter() - starts.pop(id(module))
-        kh, kw = module.kernel_size
-        flops[0] += 2 * output.numel() * module.in_channels // module.groups * kh * kw
-
-    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    handles = [h for m in convs for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after))]
-    try:
-        fn()  # warm-up
-        spent[0], flops[0] = 0.0, 0
-        start = time.perf_counter()
-        fn()
-        total = time.perf_counter() - start
-    finally:
-        for handle in handles:
-            handle.remove()
-    return ConvBound(tuple(size), total, spent[0] / total, flops[0] / spent[0] / 1e9 if spent[0] else 0.0,
-                     matmul_rate)
 
 
 def bound_table(bounds: Sequence[ConvBound]) -> str:

@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 
+from conftest import redraw_norms_
 from swin_dense import SwinTransformerV2
 from swin_dense.deploy.sizes import full_window_side, stage_sides, trace_side
 from swin_dense.layers.swin_block import effective_window
@@ -22,10 +23,7 @@ def _backbone(mask_padding: bool) -> SwinTransformerV2:
                               mask_padding=mask_padding)
     model.init_weights()
     model.set_fused_linear(False)  # as the exporter does: the oneDNN kernel is no traceable op
-    for name, p in model.named_parameters():  # post-norms start at zero: make every block, mask and bias count
-        if 'norm' in name:
-            torch.nn.init.normal_(p, mean=1.0 if name.endswith('weight') else 0.0, std=0.1)
-    return model.eval()
+    return redraw_norms_(model).eval()
 
 
 def test_trace_side_takes_every_padding_branch():

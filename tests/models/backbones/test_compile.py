@@ -7,6 +7,7 @@ generation takes minutes on a 2-core CPU, so its speed is measured by ``tools/be
 """
 import torch
 
+from conftest import redraw_norms_
 from swin_dense import SwinTransformerV2
 
 
@@ -14,10 +15,7 @@ def _model(**kwargs) -> SwinTransformerV2:
     torch.manual_seed(0)
     model = SwinTransformerV2(arch=dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 2, 4, 8]), window_size=8,
                               drop_path_rate=0.0, **kwargs)
-    for name, p in model.named_parameters():
-        if 'norm' in name:
-            torch.nn.init.normal_(p, mean=1.0 if name.endswith('weight') else 0.0, std=0.1)
-    return model
+    return redraw_norms_(model)
 
 
 def test_compiled_forward_and_backward_match_eager():

@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 
-from conftest import saved_bytes
+from conftest import redraw_norms_, saved_bytes
 from swin_dense import SwinTransformerV2
 
 TINY = dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
@@ -16,10 +16,7 @@ def _model(**kwargs) -> SwinTransformerV2:
     kwargs.setdefault('drop_path_rate', 0.0)
     model = SwinTransformerV2(**kwargs)
     model.init_weights()
-    for name, p in model.named_parameters():  # post-norms start at zero: make every block count
-        if 'norm' in name:
-            torch.nn.init.normal_(p, mean=1.0 if name.endswith('weight') else 0.0, std=0.1)
-    return model
+    return redraw_norms_(model)
 
 
 @pytest.mark.parametrize('size', [(333, 517), (97, 101), (31, 45), (64, 64)])
