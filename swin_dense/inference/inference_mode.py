@@ -9,6 +9,10 @@ CPU without changing what it computes (docs/benchmarks.md, "Whole-model inferenc
 * **channels-last RoI heads**: a two-stage detector's ``roi_head`` (box and mask heads, whose
   convolutions run on batches of small RoI maps) keeps its weights channels-last, so oneDNN runs those
   convolutions in that layout. Not the whole model: UPerNet's large convolutions measured slower so.
+* **Winograd 3x3 convolutions**: 3x3 convolutions over whole-image maps run through NNPACK's
+  Winograd kernel (:mod:`swin_dense.inference.winograd`), where PyTorch has NNPACK. Unlike the three
+  above, this one computes other products, with other rounding: such a convolution differs from float64
+  by about 1.2e-5 of its largest output, the direct one by 5e-7 (docs/benchmarks.md, section 6).
 
 :class:`~swin_dense.inference.predictor.Predictor` applies it to models on the CPU
 (``inference_mode=True``); ``tools/infer.py`` and ``tools/serve.py`` turn it off with ``--eager``.
@@ -18,13 +22,15 @@ from typing import List
 import torch
 import torch.nn as nn
 
+from .winograd import use_winograd
+
 
 def to_inference_mode(model: nn.Module) -> List[str]:
     """Set up an eval-mode CPU ``model`` in place (module docstring).
 
     Returns:
         what was changed, e.g. ``['conv-BN folding (12 BatchNorms)', 'torchvision RoIAlign (24)',
-        'channels-last RoI heads']``.
+        'channels-last RoI heads', 'NNPACK Winograd 3x3 convolutions (5)']``.
 
     Raises:
         ValueError: ``model`` is in training mode (its BatchNorm statistics would still change).
@@ -47,4 +53,7 @@ def to_inference_mode(model: nn.Module) -> List[str]:
     if isinstance(roi_head, nn.Module):
         roi_head.to(memory_format=torch.channels_last)
         changes.append('channels-last RoI heads')
+    winograd = use_winograd(model)
+    if winograd:
+        changes.append(f'NNPACK Winograd 3x3 convolutions ({winograd})')
     return changes

@@ -1,0 +1,77 @@
+"""Winograd 3x3 convolutions for inference mode, through NNPACK (built into PyTorch's CPU wheels).
+
+A 3x3 convolution over a whole image's feature map (UPerNet's ``fpn_bottleneck`` and FPN convolutions,
+FPN and RPN convolutions in a detector) runs through ``torch._nnpack_spatial_convolution``: NNPACK's
+Winograd transform computes each 6 x 6 output tile from an 8 x 8 input tile with 64 instead of 324
+multiplications per channel pair. The rounding differs from a direct convolution: on this project's
+CPU a 2048-to-512-channel layer at 128 x 128 differed from float64 by 1.2e-5 of its largest output,
+against 5e-7 for the direct convolution (docs/benchmarks.md, section 6). Maps smaller than
+:data:`MIN_PIXELS` (RoI heads' 7 x 7 and 14 x 14 maps) and anything but float32 on the CPU keep
+PyTorch's direct convolution, as does tracing (ONNX export sees a plain ``nn.Conv2d``).
+"""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+# measured crossover on one thread of the AVX-512 EPYC: NNPACK was 0.73-0.80x of the direct
+# convolution at 24 x 24 and 1.25-1.69x at 28 x 28, for 256, 512 and 2048 input channels
+MIN_PIXELS = 28 * 28
+
+
+def nnpack_available() -> bool:
+    """Whether this PyTorch build has NNPACK and it initialises on this CPU (it needs AVX2 on x86).
+    The check also initialises NNPACK, which its convolution needs before the first call."""
+    return torch.backends.nnpack.is_available()
+
+
+def eligible(conv: nn.Module) -> bool:
+    """Whether ``conv`` is a plain ``nn.Conv2d`` that NNPACK computes: 3 x 3 kernel, stride 1, no
+    dilation, one group, zero padding of at most 2 pixels."""
+    return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == 'zeros'
+            and isinstance(conv.padding, tuple) and all(p <= 2 for p in conv.padding))
+
+
+class WinogradConv2d(nn.Conv2d):
+    """An :func:`eligible` ``nn.Conv2d`` that computes float32 CPU maps of at least :data:`MIN_PIXELS`
+    pixels one image at a time through NNPACK, and everything else as ``nn.Conv2d`` does.
+
+    Shapes: input (N, C_in, H, W), output (N, C_out, H + 2p - 2, W + 2p - 2) for padding p, as
+    ``nn.Conv2d``; the NNPACK output is contiguous (NCHW).
+    """
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> 'WinogradConv2d':
+        """A ``WinogradConv2d`` sharing ``conv``'s weight and bias parameters."""
+        new = cls(conv.in_channels, conv.out_channels, 3, padding=conv.padding, bias=conv.bias is not None,
+                  device='meta')
+        new.weight, new.bias = conv.weight, conv.bias
+        new.train(conv.training)
+        return new
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
+                      bias: Optional[torch.Tensor]) -> torch.Tensor:
+        if (input.dim() != 4 or input.dtype != torch.float32 or input.device.type != 'cpu'
+                or input.shape[-2] * input.shape[-1] < MIN_PIXELS or torch.jit.is_tracing()
+                or torch.compiler.is_compiling()):
+            return super()._conv_forward(input, weight, bias)
+        padding, stride = list(self.padding), [1, 1]
+        # NNPACK's batched mode measured slower than one image at a time at these sizes
+        images = [torch._nnpack_spatial_convolution(image, weight, bias, padding, stride)
+                  for image in input.split(1)]
+        return images[0] if len(images) == 1 else torch.cat(images)
+
+
+def use_winograd(model: nn.Module) -> int:
+    """Replace every :func:`eligible` convolution of ``model`` in place by a :class:`WinogradConv2d`
+    sharing its parameters. Returns how many were replaced; 0, changing nothing, where NNPACK is not
+    available."""
+    if not nnpack_available():
+        return 0
+    targets = [(parent, name, child) for parent in model.modules()
+               for name, child in parent.named_children() if eligible(child)]
+    for parent, name, child in targets:
+        setattr(parent, name, WinogradConv2d.from_conv(child))
+    return len(targets)
+
