@@ -8,8 +8,10 @@ exported ONNX graph in ONNX Runtime. Without CHECKPOINT the model's own random i
 
 Prints a Markdown table (seconds per image, min / median of the repeats after one warm-up, speed-ups
 over eager, and the largest logit difference, or for a detector the largest box difference, to eager);
-with --profile a second table: eager's share of time in convolutions, their GFLOP/s against this
-thread's fp32 matrix product, and the best speed-up the same arithmetic allows. See docs/benchmarks.md.
+with --profile two more tables: eager's share of time in convolutions, their GFLOP/s against this
+thread's fp32 matrix product, and the best speed-up the same arithmetic allows; and for each Winograd
+layer of inference mode (swin_dense/inference/winograd.py) on the input it got, the direct and NNPACK
+times and their errors against float64. See docs/benchmarks.md.
 """
 import argparse
 import os.path as osp
@@ -38,7 +40,8 @@ def parse_args(argv=None):
     parser.add_argument('--threads', type=int, default=1, help='threads of every runtime (default 1)')
     parser.add_argument('--profile', action='store_true',
                         help='also profile eager: time in convolutions, their GFLOP/s against an fp32 matrix '
-                             'product, and the best speed-up any runtime with the same arithmetic could reach')
+                             'product, and the best speed-up any runtime with the same arithmetic could reach; '
+                             'and each Winograd layer of inference mode: direct vs NNPACK time and error')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
     return parser.parse_args(argv)
 
@@ -64,7 +67,7 @@ def _report(args, checkpoint: str) -> int:
     from mmengine.config import Config
 
     from swin_dense.cli import setup_scope
-    from swin_dense.deploy.speed import bound_table, measure_detector, measure_segmentor, speed_table
+    from swin_dense.deploy.speed import bound_table, measure_detector, measure_segmentor, speed_table, winograd_table
     if setup_scope(Config.fromfile(args.config)) == 'seg':
         rows = measure_segmentor(args.config, checkpoint, args.sizes, args.repeats, args.cfg_options,
                                  args.profile)
@@ -77,6 +80,7 @@ def _report(args, checkpoint: str) -> int:
     print(speed_table(rows, diff_name))
     if args.profile:
         print(bound_table([row.bound for row in rows]))
+        print(winograd_table([layer for row in rows for layer in row.winograd]))
     return 0
 
 

@@ -9,7 +9,7 @@ the graph plus mmdet's mask pasting, as tools/infer.py runs them). Every size ru
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -60,14 +60,30 @@ class ConvBound:
 
 
 @dataclass
+class WinogradLayer:
+    """One :class:`~swin_dense.inference.winograd.WinogradConv2d` of an inference-mode model, on the input
+    it got at one image size: both algorithms' time on that input (ms, fastest of the repeats) and
+    largest error against the float64 convolution, over the largest float64 output."""
+    size: Tuple[int, int]
+    name: str
+    shape: Tuple[int, ...]
+    through_nnpack: bool
+    direct_ms: float
+    winograd_ms: float
+    direct_error: float
+    winograd_error: float
+
+
+@dataclass
 class SpeedRow:
     """Seconds per image at one size: (min, median) over the repeats for each of :data:`RUNTIMES`, each
     faster runtime's largest output difference to eager (logits, or box coordinates in px), and with
-    profiling the eager run's :class:`ConvBound`."""
+    profiling the eager run's :class:`ConvBound` and the inference-mode model's :class:`WinogradLayer` s."""
     size: Tuple[int, int]
     seconds: Dict[str, Tuple[float, float]]
     max_abs_diff: Dict[str, float]
     bound: Optional[ConvBound] = None
+    winograd: List[WinogradLayer] = field(default_factory=list)
 
     def speedup(self, runtime: str) -> float:
         """Eager over ``runtime``, medians."""
@@ -122,6 +138,39 @@ def conv_bound(model: torch.nn.Module, fn: Callable[[], object], size: Tuple[int
                      matmul_rate)
 
 
+def winograd_layers(model: torch.nn.Module, fn: Callable[[], object], size: Tuple[int, int],
+                    repeats: int = 3) -> List[WinogradLayer]:
+    """Call ``fn`` once, keep the input each ``WinogradConv2d`` of ``model`` got, and measure both
+    algorithms on it (:class:`WinogradLayer`), whether or not the layer sends that input to NNPACK."""
+    import torch.nn.functional as F
+
+    from ..inference.winograd import MIN_PIXELS, WinogradConv2d
+    inputs: Dict[str, torch.Tensor] = {}
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, WinogradConv2d)}
+    handles = [m.register_forward_pre_hook(lambda m, args, name=name: inputs.setdefault(name, args[0]))
+               for name, m in layers.items()]
+    try:
+        fn()
+    finally:
+        for handle in handles:
+            handle.remove()
+    out = []
+    for name, x in inputs.items():
+        layer = layers[name]
+        ref = F.conv2d(x.double(), layer.weight.double(), None if layer.bias is None else layer.bias.double(),
+                       padding=layer.padding)
+        scale = float(ref.abs().max()) or 1.0
+
+        def error(y: torch.Tensor) -> float:
+            return float((y.double() - ref).abs().max()) / scale
+
+        out.append(WinogradLayer(tuple(size), name, tuple(x.shape), x.shape[-2] * x.shape[-1] >= MIN_PIXELS,
+                                 1e3 * _times(lambda: layer.direct(x), repeats)[0],
+                                 1e3 * _times(lambda: layer.winograd(x), repeats)[0],
+                                 error(layer.direct(x)), error(layer.winograd(x))))
+    return out
+
+
 def _session(path: str):
     import onnxruntime as ort
     options = ort.SessionOptions()
@@ -132,7 +181,7 @@ def _session(path: str):
 def measure_segmentor(config: str, checkpoint: str, sizes: Sequence[Tuple[int, int]], repeats: int = 5,
                       cfg_options: Optional[Dict] = None, profile: bool = False) -> List[SpeedRow]:
     """One :class:`SpeedRow` per (H, W) in ``sizes``; the differences are the largest logit differences;
-    ``profile``: with each eager run's :class:`ConvBound`."""
+    ``profile``: with each eager run's :class:`ConvBound` and :func:`winograd_layers`."""
     rate = matmul_gflops() if profile else None
     eager = SegmentorGraph(Predictor(config, checkpoint, cfg_options=cfg_options, inference_mode=False).model)
     fast = SegmentorGraph(Predictor(config, checkpoint, cfg_options=cfg_options).model)
@@ -149,15 +198,18 @@ def measure_segmentor(config: str, checkpoint: str, sizes: Sequence[Tuple[int, i
             seconds['onnxruntime'] = _times(lambda: session.run(None, feed), repeats)
             diff = dict(inference_mode=float(np.abs(got - ref).max()),
                         onnxruntime=float(np.abs(session.run(None, feed)[0] - ref).max()))
-            bound = _profiled(eager, lambda: eager(x), size, rate) if profile else None
-            rows.append(SpeedRow(tuple(size), seconds, diff, bound))
+            profiled = (_profiled(eager, lambda: eager(x), fast.segmentor, lambda: fast(x), size, rate)
+                        if profile else {})
+            rows.append(SpeedRow(tuple(size), seconds, diff, **profiled))
     return rows
 
 
-def _profiled(model: torch.nn.Module, fn: Callable[[], object], size: Tuple[int, int],
-              rate: float) -> ConvBound:
+def _profiled(eager: torch.nn.Module, eager_fn: Callable[[], object], fast: torch.nn.Module,
+              fast_fn: Callable[[], object], size: Tuple[int, int], rate: float) -> Dict:
+    """:class:`SpeedRow`'s profiling fields at one size: the eager run's ``bound`` and the inference-mode
+    model's ``winograd`` layers."""
     with torch.no_grad():
-        return conv_bound(model, fn, size, rate)
+        return dict(bound=conv_bound(eager, eager_fn, size, rate), winograd=winograd_layers(fast, fast_fn, size))
 
 
 def _detection_batch(size: Tuple[int, int]) -> Dict:
@@ -179,7 +231,7 @@ def measure_detector(config: str, checkpoint: str, sizes: Sequence[Tuple[int, in
                      cfg_options: Optional[Dict] = None, profile: bool = False) -> List[SpeedRow]:
     """One :class:`SpeedRow` per (H, W) in ``sizes`` (multiples of the preprocessor's padding); the
     differences are the largest box coordinate differences (px); ``profile``: with each eager run's
-    :class:`ConvBound`."""
+    :class:`ConvBound` and :func:`winograd_layers`."""
     rate = matmul_gflops() if profile else None
     from ..inference.onnx_predictor import OnnxPredictor
     models = dict(eager=Predictor(config, checkpoint, cfg_options=cfg_options, inference_mode=False).model,
@@ -196,9 +248,9 @@ def measure_detector(config: str, checkpoint: str, sizes: Sequence[Tuple[int, in
                     seconds[runtime] = _times(lambda: models[runtime].test_step(batch), repeats)
                     boxes[runtime] = models[runtime].test_step(batch)[0].pred_instances.bboxes
             diff = {runtime: _box_diff(boxes[runtime], boxes['eager']) for runtime in RUNTIMES[1:]}
-            bound = (_profiled(models['eager'], lambda: models['eager'].test_step(batch), size, rate)
-                     if profile else None)
-            rows.append(SpeedRow(tuple(size), seconds, diff, bound))
+            profiled = (_profiled(models['eager'], lambda: models['eager'].test_step(batch), models['inference_mode'],
+                                  lambda: models['inference_mode'].test_step(batch), size, rate) if profile else {})
+            rows.append(SpeedRow(tuple(size), seconds, diff, **profiled))
     return rows
 
 
@@ -209,6 +261,17 @@ def bound_table(bounds: Sequence[ConvBound]) -> str:
     for b in bounds:
         lines.append(f'| {b.size[0]} x {b.size[1]} | {b.seconds:.3f} | {100 * b.conv_share:.0f} % '
                      f'| {b.conv_gflops:.0f} | {b.matmul_gflops:.0f} | {b.best_speedup:.2f}x |')
+    return '\n'.join(lines)
+
+
+def winograd_table(layers: Sequence[WinogradLayer]) -> str:
+    """A Markdown table of :class:`WinogradLayer` rows."""
+    lines = ['| input (H x W) | layer | its input (N, C, H, W) | runs through | direct (ms) | NNPACK (ms) '
+             '| NNPACK speed-up | error direct / NNPACK (of the largest output) |', '|---|---|---|---|---|---|---|---|']
+    for w in layers:
+        lines.append(f'| {w.size[0]} x {w.size[1]} | `{w.name}` | {tuple(w.shape)} '
+                     f'| {"NNPACK" if w.through_nnpack else "direct"} | {w.direct_ms:.1f} | {w.winograd_ms:.1f} '
+                     f'| {w.direct_ms / w.winograd_ms:.2f}x | {w.direct_error:.1e} / {w.winograd_error:.1e} |')
     return '\n'.join(lines)
 
 

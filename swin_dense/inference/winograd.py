@@ -56,11 +56,19 @@ class WinogradConv2d(nn.Conv2d):
                 or input.shape[-2] * input.shape[-1] < MIN_PIXELS or torch.jit.is_tracing()
                 or torch.compiler.is_compiling()):
             return super()._conv_forward(input, weight, bias)
+        return self.winograd(input)
+
+    def winograd(self, input: torch.Tensor) -> torch.Tensor:
+        """The convolution of a float32 CPU ``input`` (N, C_in, H, W) through NNPACK, one image at a
+        time (its batched mode measured slower at these sizes), whatever the map size."""
         padding, stride = list(self.padding), [1, 1]
-        # NNPACK's batched mode measured slower than one image at a time at these sizes
-        images = [torch._nnpack_spatial_convolution(image, weight, bias, padding, stride)
+        images = [torch._nnpack_spatial_convolution(image, self.weight, self.bias, padding, stride)
                   for image in input.split(1)]
         return images[0] if len(images) == 1 else torch.cat(images)
+
+    def direct(self, input: torch.Tensor) -> torch.Tensor:
+        """The convolution of ``input`` as ``nn.Conv2d`` computes it, whatever the map size."""
+        return super()._conv_forward(input, self.weight, self.bias)
 
 
 def use_winograd(model: nn.Module) -> int:

@@ -36,6 +36,7 @@ def test_detector_speed_row(tmp_path):
 
 def test_segmentor_speed_row(tmp_path):
     from swin_dense.deploy.speed import bound_table, measure_segmentor, speed_table
+    from swin_dense.inference.winograd import nnpack_available
     (row,) = measure_segmentor(SEG_CONFIG, normed_checkpoint('seg', str(tmp_path)), [(96, 130)], repeats=1,
                                profile=True)
     _check(row, (96, 130))
@@ -45,6 +46,29 @@ def test_segmentor_speed_row(tmp_path):
     # logits within 4e-6 (test_segmentor_export.py); 1e-4 is the issue's bound
     assert row.max_abs_diff['inference_mode'] < 1e-4 and row.max_abs_diff['onnxruntime'] < 1e-4
     assert '| 96 x 130 |' in speed_table([row], 'logit')
+    if nnpack_available():
+        _check_winograd_layers(row.winograd)
+    else:
+        assert row.winograd == []
+
+
+def _check_winograd_layers(winograd):
+    from swin_dense.deploy.speed import winograd_table
+    from swin_dense.inference.winograd import MIN_PIXELS
+    layers = {layer.name: layer for layer in winograd}
+    # the layers that ran (the auxiliary head is built but not run at test time), on their own inputs:
+    # the 1/4-scale map (24 x 33) goes through NNPACK, the PSP bottleneck's 1/32-scale map does not
+    assert sorted(layers) == sorted(['decode_head.bottleneck.conv', 'decode_head.fpn_bottleneck.conv']
+                                    + [f'decode_head.fpn_convs.{i}.conv' for i in range(3)])
+    assert layers['decode_head.fpn_bottleneck.conv'].shape == (1, 256, 24, 33)
+    for layer in winograd:
+        assert layer.through_nnpack == (layer.shape[-2] * layer.shape[-1] >= MIN_PIXELS)
+        assert layer.direct_ms > 0 and layer.winograd_ms > 0
+        # against float64, relative to the largest output: direct ~1e-7, NNPACK's Winograd ~1e-6 here
+        assert 0 < layer.direct_error < 1e-5 and 0 < layer.winograd_error < 5e-5
+    assert layers['decode_head.fpn_bottleneck.conv'].through_nnpack
+    assert not layers['decode_head.bottleneck.conv'].through_nnpack
+    assert '| 96 x 130 | `decode_head.fpn_bottleneck.conv` | (1, 256, 24, 33) | NNPACK |' in winograd_table(winograd)
 
 
 def test_best_speedup_leaves_only_the_convolutions_at_the_matmul_rate():

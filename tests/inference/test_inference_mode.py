@@ -10,8 +10,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from inference_helpers import DET_CONFIG, SEG_CONFIG, random_checkpoint  # noqa: E402
 
-# fp32 with another op order (a folded convolution): measured below 1e-5 on the sample models' logits
-# and boxes; a BatchNorm folded wrongly or a RoI pooled half a pixel off moves them by O(0.1)
+# fp32 with another op order (a folded convolution) and Winograd's rounding: measured below 1e-5 on the
+# sample models' logits and boxes; a BatchNorm folded wrongly or a RoI pooled half a pixel off moves
+# them by O(0.1)
 TOL = 1e-4
 
 
@@ -47,18 +48,23 @@ def test_segmentor_in_inference_mode_gives_the_models_logits(tmp_path):
     from mmengine.registry import init_default_scope
 
     from swin_dense.inference.predictor import Predictor
+    from swin_dense.inference.winograd import nnpack_available
     ckpt = _with_random_norms('seg', tmp_path)
     built = Predictor(SEG_CONFIG, ckpt, inference_mode=False)
     fast = Predictor(SEG_CONFIG, ckpt)
     assert built.describe()['inference_mode'] == [] and built.inference_mode == ()
-    (folding,) = fast.describe()['inference_mode']
+    folding, *winograd = fast.describe()['inference_mode']
     assert folding.startswith('conv-BN folding (') and folding != 'conv-BN folding (0 BatchNorms)'
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fast.model.modules())
+    # the sample UPerNet's PSP bottleneck, three FPN convolutions, fpn_bottleneck and the auxiliary
+    # head's convolution (built, not run at test time)
+    assert winograd == (['NNPACK Winograd 3x3 convolutions (6)'] if nnpack_available() else [])
     assert built.runtime_summary() == 'pytorch, as built'
-    assert fast.runtime_summary() == f'pytorch, inference mode: {folding}'
+    assert fast.runtime_summary() == 'pytorch, inference mode: ' + ', '.join([folding, *winograd])
     init_default_scope('mmseg')
-    x = torch.randn(1, 3, 96, 120, generator=torch.Generator().manual_seed(1))
-    meta = [dict(img_shape=(96, 120), pad_shape=(96, 120))]
+    # 1/4 scale 32 x 40: the FPN convolutions and fpn_bottleneck run through NNPACK
+    x = torch.randn(1, 3, 128, 160, generator=torch.Generator().manual_seed(1))
+    meta = [dict(img_shape=(128, 160), pad_shape=(128, 160))]
     with torch.no_grad():
         ref, got = built.model.encode_decode(x, meta), fast.model.encode_decode(x, meta)
     assert ref.abs().max() > 0.1
@@ -91,8 +97,10 @@ def test_training_mode_is_refused():
     from mmcv.cnn import ConvModule
 
     from swin_dense.inference.inference_mode import to_inference_mode
+    from swin_dense.inference.winograd import nnpack_available
     with pytest.raises(ValueError, match='call model.eval'):
         to_inference_mode(ConvModule(3, 4, 3, norm_cfg=dict(type='BN')).train())
     module = ConvModule(3, 4, 3, norm_cfg=dict(type='BN')).eval()
-    assert to_inference_mode(module) == ['conv-BN folding (1 BatchNorms)']
+    winograd = ['NNPACK Winograd 3x3 convolutions (1)'] if nnpack_available() else []
+    assert to_inference_mode(module) == ['conv-BN folding (1 BatchNorms)', *winograd]
     assert np.isfinite(module(torch.randn(1, 3, 8, 8)).detach().numpy()).all()
