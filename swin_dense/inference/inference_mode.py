@@ -12,7 +12,7 @@ CPU without changing what it computes (docs/benchmarks.md, "Whole-model inferenc
 * **Winograd 3x3 convolutions**: 3x3 convolutions over whole-image maps run through NNPACK's
   Winograd kernel (:mod:`swin_dense.inference.winograd`), where PyTorch has NNPACK. Unlike the three
   above, this one computes other products, with other rounding: such a convolution differs from float64
-  by about 1.2e-5 of its largest output, the direct one by 5e-7 (docs/benchmarks.md, section 6).
+  by up to 1.4e-5 of its largest output, the direct one by under 1e-6 (docs/benchmarks.md, section 6).
 
 :class:`~swin_dense.inference.predictor.Predictor` applies it to models on the CPU
 (``inference_mode=True``); ``tools/infer.py`` and ``tools/serve.py`` turn it off with ``--eager``.

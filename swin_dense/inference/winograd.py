@@ -1,11 +1,13 @@
-"""Winograd 3x3 convolutions for inference mode, through NNPACK (built into PyTorch's CPU wheels).
+"""Winograd 3x3 convolutions for inference mode, through NNPACK (which PyTorch builds in).
 
 A 3x3 convolution over a whole image's feature map (UPerNet's ``fpn_bottleneck`` and FPN convolutions,
-FPN and RPN convolutions in a detector) runs through ``torch._nnpack_spatial_convolution``: NNPACK's
-Winograd transform computes each 6 x 6 output tile from an 8 x 8 input tile with 64 instead of 324
-multiplications per channel pair. The rounding differs from a direct convolution: on this project's
-CPU a 2048-to-512-channel layer at 128 x 128 differed from float64 by 1.2e-5 of its largest output,
-against 5e-7 for the direct convolution (docs/benchmarks.md, section 6). Maps smaller than
+FPN and RPN convolutions in a detector) runs through ``torch._nnpack_spatial_convolution``, one image
+at a time: PyTorch then calls ``nnp_convolution_inference``, which picks NNPACK's 8 x 8 Winograd
+transform, F(6x6, 3x3), for stride-1 3x3 kernels (``select_algorithm`` in NNPACK's
+``src/convolution-inference.c``). Each 6 x 6 output tile costs 64 instead of 324 multiplications per
+channel pair. The rounding differs from a direct convolution: the layers of the UPerNet T head
+differed from float64 by 1.5e-6 to 1.4e-5 of their largest output, the direct convolution by 2.5e-7 to
+8e-7 (``tools/bench_onnx.py --profile``, docs/benchmarks.md section 6). Maps smaller than
 :data:`MIN_PIXELS` (RoI heads' 7 x 7 and 14 x 14 maps) and anything but float32 on the CPU keep
 PyTorch's direct convolution, as does tracing (ONNX export sees a plain ``nn.Conv2d``).
 """
@@ -14,15 +16,16 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-# measured crossover on one thread of the AVX-512 EPYC: NNPACK was 0.73-0.80x of the direct
-# convolution at 24 x 24 and 1.25-1.69x at 28 x 28, for 256, 512 and 2048 input channels
+# the measured crossover (UPerNet T's head on one thread, docs/benchmarks.md section 6): NNPACK took
+# 0.12-0.72x of the direct convolution's speed on maps up to 24 x 24 (1.51x for one layer), 0.94-1.17x
+# at 28 x 28 and 1.04-3.05x from 32 x 32 up
 MIN_PIXELS = 28 * 28
 
 
 def nnpack_available() -> bool:
     """Whether this PyTorch build has NNPACK and it initialises on this CPU (it needs AVX2 on x86).
     The check also initialises NNPACK, which its convolution needs before the first call."""
-    return torch.backends.nnpack.is_available()
+    return hasattr(torch, '_nnpack_spatial_convolution') and torch.backends.nnpack.is_available()
 
 
 def eligible(conv: nn.Module) -> bool:
