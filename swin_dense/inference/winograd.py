@@ -23,7 +23,7 @@ MIN_PIXELS = 28 * 28
 
 
 def nnpack_available() -> bool:
-    """Whether this PyTorch build has NNPACK and it initialises on this CPU (it needs AVX2 on x86).
+    """Whether this PyTorch build has NNPACK and it initialises on this CPU.
     The check also initialises NNPACK, which its convolution needs before the first call."""
     return hasattr(torch, '_nnpack_spatial_convolution') and torch.backends.nnpack.is_available()
 
