@@ -1,5 +1,5 @@
 """PyTorch inference mode of a loaded detector or segmentor: the same model, set up for speed on the
-CPU without changing what it computes (docs/benchmarks.md, "Whole-model inference").
+CPU, computing the same results up to rounding (docs/benchmarks.md, "Whole-model inference").
 
 * **conv-BN folding**: mmcv's :func:`~mmcv.cnn.fuse_conv_bn` (what mmdet's ``--fuse-conv-bn`` uses)
   folds every eval-mode BatchNorm into the convolution before it.

@@ -85,4 +85,3 @@ def use_winograd(model: nn.Module) -> int:
     for parent, name, child in targets:
         setattr(parent, name, WinogradConv2d.from_conv(child))
     return len(targets)
-
