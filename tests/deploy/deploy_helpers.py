@@ -96,3 +96,16 @@ def assert_predictors_agree(torch_pred, onnx_pred, folder: str, count: int = 2) 
         flipped = (masks_a != masks_b).sum() / (masks_a | masks_b).sum()
         assert masks_a.any() and flipped < 0.01
     return datas
+
+
+def assert_other_test_cfg_refused(config: str, onnx_path: str, cfg_options: Dict, key: str, exported: float,
+                                  asked: float) -> None:
+    """Loading ``onnx_path`` for ``config`` with ``cfg_options`` that ask for ``key`` = ``asked`` in the
+    RCNN test_cfg (the graph was exported with ``exported``) fails, naming both values and the fix."""
+    import pytest
+
+    from swin_dense.inference.loading import load_predictor
+    from swin_dense.inference.predictor import PredictorError
+    with pytest.raises(PredictorError, match=rf"was exported with model.test_cfg=.*'{key}': {exported}.*"
+                                             rf"gives .*'{key}': {asked}.*pass the --cfg-options of the export"):
+        load_predictor(config, onnx_path, cfg_options=cfg_options)

@@ -13,7 +13,8 @@ pytest.importorskip('onnxruntime')
 pytest.importorskip('mmdet')
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from deploy_helpers import assert_predictors_agree, assert_same_detections, normed_checkpoint  # noqa: E402
+from deploy_helpers import (assert_other_test_cfg_refused, assert_predictors_agree, assert_same_detections,  # noqa: E402
+                            normed_checkpoint)
 from inference_helpers import DET_CONFIG, ROOT  # noqa: E402
 
 # fewer proposals than the sample config, to keep the cascade heads fast
@@ -114,13 +115,9 @@ def test_no_detection_gives_the_empty_results_of_mmdet(checkpoint, coco_sample, 
 
 
 def test_a_config_asking_for_other_test_settings_is_refused(dynamic_export):
-    from swin_dense.inference.loading import load_predictor
-    from swin_dense.inference.predictor import PredictorError
     out, _ = dynamic_export
-    other = {**SMALL, 'model.test_cfg.rcnn.score_thr': 0.3}
-    with pytest.raises(PredictorError, match=r"was exported with model.test_cfg=.*'score_thr': 0.05.*"
-                                             r"gives .*'score_thr': 0.3.*pass the --cfg-options of the export"):
-        load_predictor(DET_CONFIG, os.path.join(out, 'model.onnx'), cfg_options=other)
+    assert_other_test_cfg_refused(DET_CONFIG, os.path.join(out, 'model.onnx'),
+                                  {**SMALL, 'model.test_cfg.rcnn.score_thr': 0.3}, 'score_thr', 0.05, 0.3)
 
 
 def test_detectors_the_graph_does_not_reproduce_are_refused():

@@ -15,8 +15,8 @@ pytest.importorskip('onnxruntime')
 pytest.importorskip('mmdet')
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from deploy_helpers import (HTC_CONFIG, assert_predictors_agree, assert_same_detections,  # noqa: E402
-                            normed_htc_checkpoint)
+from deploy_helpers import (HTC_CONFIG, assert_other_test_cfg_refused, assert_predictors_agree,  # noqa: E402
+                            assert_same_detections, normed_htc_checkpoint)
 from inference_helpers import ROOT, coco_subset, py, run  # noqa: E402
 
 # fewer proposals than the sample config, to keep the cascade heads fast; proposals that overlap more
@@ -92,13 +92,9 @@ def test_onnx_predictor_gives_the_pytorch_predictors_results(dynamic_export, che
 
 
 def test_a_config_asking_for_other_soft_nms_settings_is_refused(dynamic_export):
-    from swin_dense.inference.loading import load_predictor
-    from swin_dense.inference.predictor import PredictorError
     out, _ = dynamic_export
-    other = {**SMALL, 'model.test_cfg.rcnn.nms.min_score': 0.1}
-    with pytest.raises(PredictorError, match=r"was exported with model.test_cfg=.*'min_score': 0.05.*"
-                                             r"gives .*'min_score': 0.1.*pass the --cfg-options of the export"):
-        load_predictor(HTC_CONFIG, os.path.join(out, 'model.onnx'), cfg_options=other)
+    assert_other_test_cfg_refused(HTC_CONFIG, os.path.join(out, 'model.onnx'),
+                                  {**SMALL, 'model.test_cfg.rcnn.nms.min_score': 0.1}, 'min_score', 0.05, 0.1)
 
 
 @pytest.mark.e2e
