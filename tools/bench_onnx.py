@@ -10,8 +10,8 @@ Prints a Markdown table (seconds per image, min / median of the repeats after on
 over eager, and the largest logit difference, or for a detector the largest box difference, to eager);
 with --profile two more tables: eager's share of time in convolutions, their GFLOP/s against this
 thread's fp32 matrix product, and the best speed-up the same arithmetic allows; and for each Winograd
-layer of inference mode (swin_dense/inference/winograd.py) on the input it got, the direct and NNPACK
-times and their errors against float64. See docs/benchmarks.md.
+layer of inference mode (swin_dense/inference/winograd.py) on the input it got, the algorithm it ran,
+the direct, NNPACK and F(4x4, 3x3) times and their errors against float64. See docs/benchmarks.md.
 """
 import argparse
 import os.path as osp
@@ -41,7 +41,7 @@ def parse_args(argv=None):
     parser.add_argument('--profile', action='store_true',
                         help='also profile eager: time in convolutions, their GFLOP/s against an fp32 matrix '
                              'product, and the best speed-up any runtime with the same arithmetic could reach; '
-                             'and each Winograd layer of inference mode: direct vs NNPACK time and error')
+                             'and each Winograd layer of inference mode: direct, NNPACK and F(4x4, 3x3) time and error')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
     return parser.parse_args(argv)
 

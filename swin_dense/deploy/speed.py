@@ -62,16 +62,16 @@ class ConvBound:
 @dataclass
 class WinogradLayer:
     """One :class:`~swin_dense.inference.winograd.WinogradConv2d` of an inference-mode model, on the input
-    it got at one image size: both algorithms' time on that input (ms, fastest of the repeats) and
-    largest error against the float64 convolution, over the largest float64 output."""
+    it got at one image size: the algorithm it ran, and each algorithm's time on that input (ms, fastest
+    of the repeats) and largest error against the float64 convolution, over the largest float64 output.
+    ``ms`` and ``error`` are keyed by :data:`~swin_dense.inference.winograd.ALGORITHMS` (NNPACK's only
+    where PyTorch has it)."""
     size: Tuple[int, int]
     name: str
     shape: Tuple[int, ...]
-    through_nnpack: bool
-    direct_ms: float
-    winograd_ms: float
-    direct_error: float
-    winograd_error: float
+    algorithm: str
+    ms: Dict[str, float]
+    error: Dict[str, float]
 
 
 @dataclass
@@ -140,11 +140,11 @@ def conv_bound(model: torch.nn.Module, fn: Callable[[], object], size: Tuple[int
 
 def winograd_layers(model: torch.nn.Module, fn: Callable[[], object], size: Tuple[int, int],
                     repeats: int = 3) -> List[WinogradLayer]:
-    """Call ``fn`` once, keep the input each ``WinogradConv2d`` of ``model`` got, and measure both
-    algorithms on it (:class:`WinogradLayer`), whether or not the layer sends that input to NNPACK."""
+    """Call ``fn`` once, keep the input each ``WinogradConv2d`` of ``model`` got, and measure every
+    algorithm on it (:class:`WinogradLayer`), whichever the layer picks for that input."""
     import torch.nn.functional as F
 
-    from ..inference.winograd import MIN_PIXELS, WinogradConv2d
+    from ..inference.winograd import ALGORITHMS, WinogradConv2d, nnpack_available
     inputs: Dict[str, torch.Tensor] = {}
     layers = {name: m for name, m in model.named_modules() if isinstance(m, WinogradConv2d)}
     handles = [m.register_forward_pre_hook(lambda m, args, name=name: inputs.setdefault(name, args[0]))
@@ -154,20 +154,17 @@ def winograd_layers(model: torch.nn.Module, fn: Callable[[], object], size: Tupl
     finally:
         for handle in handles:
             handle.remove()
+    algorithms = [a for a in ALGORITHMS if a != 'nnpack' or nnpack_available()]
     out = []
     for name, x in inputs.items():
         layer = layers[name]
         ref = F.conv2d(x.double(), layer.weight.double(), None if layer.bias is None else layer.bias.double(),
                        padding=layer.padding)
         scale = float(ref.abs().max()) or 1.0
-
-        def error(y: torch.Tensor) -> float:
-            return float((y.double() - ref).abs().max()) / scale
-
-        out.append(WinogradLayer(tuple(size), name, tuple(x.shape), x.shape[-2] * x.shape[-1] >= MIN_PIXELS,
-                                 1e3 * _times(lambda: layer.direct(x), repeats)[0],
-                                 1e3 * _times(lambda: layer.winograd(x), repeats)[0],
-                                 error(layer.direct(x)), error(layer.winograd(x))))
+        runs = {a: getattr(layer, a) for a in algorithms}
+        out.append(WinogradLayer(tuple(size), name, tuple(x.shape), layer.algorithm(x),
+                                 {a: 1e3 * _times(lambda: run(x), repeats)[0] for a, run in runs.items()},
+                                 {a: float((run(x).double() - ref).abs().max()) / scale for a, run in runs.items()}))
     return out
 
 
@@ -265,13 +262,21 @@ def bound_table(bounds: Sequence[ConvBound]) -> str:
 
 
 def winograd_table(layers: Sequence[WinogradLayer]) -> str:
-    """A Markdown table of :class:`WinogradLayer` rows."""
-    lines = ['| input (H x W) | layer | its input (N, C, H, W) | runs through | direct (ms) | NNPACK (ms) '
-             '| NNPACK speed-up | error direct / NNPACK (of the largest output) |', '|---|---|---|---|---|---|---|---|']
+    """A Markdown table of :class:`WinogradLayer` rows: each algorithm's time, its speed-up over the
+    direct convolution, and its error."""
+    if not layers:
+        return ''
+    algorithms = list(layers[0].ms)
+    names = {'direct': 'direct', 'nnpack': 'NNPACK', 'f4x4': 'F(4x4, 3x3)'}
+    lines = ['| input (H x W) | layer | its input (N, C, H, W) | runs through | '
+             + ' | '.join(f'{names[a]} (ms)' for a in algorithms)
+             + f' | error {" / ".join(names[a] for a in algorithms)} (of the largest output) |',
+             '|---' * (5 + len(algorithms)) + '|']
     for w in layers:
-        lines.append(f'| {w.size[0]} x {w.size[1]} | `{w.name}` | {tuple(w.shape)} '
-                     f'| {"NNPACK" if w.through_nnpack else "direct"} | {w.direct_ms:.1f} | {w.winograd_ms:.1f} '
-                     f'| {w.direct_ms / w.winograd_ms:.2f}x | {w.direct_error:.1e} / {w.winograd_error:.1e} |')
+        times = [f'{w.ms[a]:.1f}' + ('' if a == 'direct' else f' ({w.ms["direct"] / w.ms[a]:.2f}x)')
+                 for a in algorithms]
+        lines.append(f'| {w.size[0]} x {w.size[1]} | `{w.name}` | {tuple(w.shape)} | {names[w.algorithm]} | '
+                     + ' | '.join(times) + f' | {" / ".join(f"{w.error[a]:.1e}" for a in algorithms)} |')
     return '\n'.join(lines)
 
 

@@ -1,25 +1,43 @@
-"""Winograd 3x3 convolutions for inference mode, through NNPACK (which PyTorch builds in).
+"""Winograd 3x3 convolutions for inference mode: NNPACK's kernel for whole-image maps, our F(4x4, 3x3)
+in PyTorch matrix products for batches of small maps.
 
-A 3x3 convolution over a whole image's feature map (UPerNet's ``fpn_bottleneck`` and FPN convolutions,
-FPN and RPN convolutions in a detector) runs through ``torch._nnpack_spatial_convolution``, one image
-at a time: PyTorch then calls ``nnp_convolution_inference``, which picks NNPACK's 8 x 8 Winograd
-transform, F(6x6, 3x3), for stride-1 3x3 kernels (``select_algorithm`` in NNPACK's
-``src/convolution-inference.c``). Each 6 x 6 output tile costs 64 instead of 324 multiplications per
-channel pair. The rounding differs from a direct convolution: the layers of the UPerNet T head
-differed from float64 by 1.5e-6 to 1.4e-5 of their largest output, the direct convolution by 2.5e-7 to
-8e-7 (``tools/bench_onnx.py --profile``, docs/benchmarks.md section 6). Maps smaller than
-:data:`MIN_PIXELS` (RoI heads' 7 x 7 and 14 x 14 maps) and anything but float32 on the CPU keep
-PyTorch's direct convolution, as does tracing (ONNX export sees a plain ``nn.Conv2d``).
+A plain 3x3 stride-1 convolution becomes a :class:`WinogradConv2d`, which picks one of
+:data:`ALGORITHMS` per input (:meth:`WinogradConv2d.algorithm`):
+
+* ``'nnpack'``: maps of at least :data:`MIN_PIXELS` pixels (UPerNet's ``fpn_bottleneck`` and FPN
+  convolutions, a detector's FPN and RPN convolutions) go one image at a time through
+  ``torch._nnpack_spatial_convolution``. PyTorch then calls ``nnp_convolution_inference``, which picks
+  NNPACK's 8 x 8 Winograd transform, F(6x6, 3x3), for stride-1 3x3 kernels (``select_algorithm`` in
+  NNPACK's ``src/convolution-inference.c``): 64 instead of 324 multiplications per 6 x 6 output tile
+  and channel pair.
+* ``'f4x4'``: smaller maps with at least :data:`MIN_TILES` 4 x 4 output tiles in the batch (the RoI
+  heads' 7 x 7 and 14 x 14 maps, UPerNet's 1/32-scale maps) go through
+  :func:`swin_dense.inference.winograd_f4.conv3x3`, F(4x4, 3x3) in batched matrix products, where
+  NNPACK (one image at a time, or its batched mode) is slower than the direct convolution.
+* ``'direct'``: everything else, bit for bit as ``nn.Conv2d``: fewer tiles, other dtypes or devices,
+  and tracing (so ONNX export sees a plain convolution).
+
+The rounding differs from a direct convolution's: on random inputs both Winograd algorithms were
+within 1.5e-5 of the largest output from the float64 convolution, the direct convolution within 8e-7
+(``tools/bench_onnx.py --profile``, docs/benchmarks.md section 6).
 """
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-# the measured crossover (UPerNet T's head on one thread, docs/benchmarks.md section 6): NNPACK took
-# 0.12-0.72x of the direct convolution's speed on maps up to 24 x 24 (1.51x for one layer), 0.94-1.17x
-# at 28 x 28 and 1.04-3.05x from 32 x 32 up
+from . import winograd_f4
+
+ALGORITHMS = ('direct', 'nnpack', 'f4x4')
+
+# the measured crossover between NNPACK and F(4x4, 3x3) on one image (docs/benchmarks.md section 6):
+# at 28 x 28 NNPACK was as fast as F(4x4, 3x3) or faster (1.68x / 1.58x, 1.91x / 1.90x, 2.20x / 2.34x
+# the direct convolution for 256, 512 and 2048 input channels), from 32 x 32 up faster; below, slower
 MIN_PIXELS = 28 * 28
+
+# the fewest 4 x 4 output tiles for F(4x4, 3x3): with 16 (four 7 x 7 RoI maps, one 16 x 16 map) it was
+# 1.00x to 1.3x the direct convolution, with 32 and more 1.2x to 2.1x (docs/benchmarks.md section 6)
+MIN_TILES = 16
 
 
 def nnpack_available() -> bool:
@@ -29,19 +47,25 @@ def nnpack_available() -> bool:
 
 
 def eligible(conv: nn.Module) -> bool:
-    """Whether ``conv`` is a plain ``nn.Conv2d`` that NNPACK computes: 3 x 3 kernel, stride 1, no
-    dilation, one group, zero padding of at most 2 pixels."""
+    """Whether ``conv`` is a plain ``nn.Conv2d`` that both Winograd algorithms compute: 3 x 3 kernel,
+    stride 1, no dilation, one group, zero padding of at most 2 pixels (NNPACK's limit)."""
     return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
             and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == 'zeros'
             and isinstance(conv.padding, tuple) and all(p <= 2 for p in conv.padding))
 
 
+def output_tiles(shape: Tuple[int, ...], padding: Tuple[int, int]) -> int:
+    """The 4 x 4 output tiles that F(4x4, 3x3) computes for an input of ``shape`` (N, C, H, W)."""
+    out_h, out_w = shape[-2] + 2 * padding[0] - 2, shape[-1] + 2 * padding[1] - 2
+    return shape[0] * -(-out_h // 4) * -(-out_w // 4)
+
+
 class WinogradConv2d(nn.Conv2d):
-    """An :func:`eligible` ``nn.Conv2d`` that computes float32 CPU maps of at least :data:`MIN_PIXELS`
-    pixels one image at a time through NNPACK, and everything else as ``nn.Conv2d`` does.
+    """An :func:`eligible` ``nn.Conv2d`` that computes each float32 CPU input with the algorithm
+    :meth:`algorithm` picks for it.
 
     Shapes: input (N, C_in, H, W), output (N, C_out, H + 2p - 2, W + 2p - 2) for padding p, as
-    ``nn.Conv2d``; the NNPACK output is contiguous (NCHW).
+    ``nn.Conv2d``; NNPACK's output is contiguous (NCHW), F(4x4, 3x3)'s channels-last.
     """
 
     @classmethod
@@ -53,21 +77,34 @@ class WinogradConv2d(nn.Conv2d):
         new.train(conv.training)
         return new
 
+    def algorithm(self, input: torch.Tensor) -> str:
+        """Which of :data:`ALGORITHMS` computes ``input``: see the module's docstring."""
+        if (input.dim() != 4 or input.dtype != torch.float32 or input.device.type != 'cpu'
+                or torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            return 'direct'
+        if input.shape[-2] * input.shape[-1] >= MIN_PIXELS:
+            return 'nnpack' if nnpack_available() else 'direct'
+        return 'f4x4' if output_tiles(input.shape, self.padding) >= MIN_TILES else 'direct'
+
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
                       bias: Optional[torch.Tensor]) -> torch.Tensor:
-        if (input.dim() != 4 or input.dtype != torch.float32 or input.device.type != 'cpu'
-                or input.shape[-2] * input.shape[-1] < MIN_PIXELS or torch.jit.is_tracing()
-                or torch.compiler.is_compiling()):
-            return super()._conv_forward(input, weight, bias)
-        return self.winograd(input)
+        return getattr(self, self.algorithm(input))(input)
 
-    def winograd(self, input: torch.Tensor) -> torch.Tensor:
+    def nnpack(self, input: torch.Tensor) -> torch.Tensor:
         """The convolution of a float32 CPU ``input`` (N, C_in, H, W) through NNPACK, one image at a
         time (its batched mode measured slower at these sizes), whatever the map size."""
         padding, stride = list(self.padding), [1, 1]
         images = [torch._nnpack_spatial_convolution(image, self.weight, self.bias, padding, stride)
                   for image in input.split(1)]
         return images[0] if len(images) == 1 else torch.cat(images)
+
+    def f4x4(self, input: torch.Tensor) -> torch.Tensor:
+        """The convolution of a float32 ``input`` (N, C_in, H, W) through F(4x4, 3x3), whatever the
+        map size. The transformed weight is computed once and again after the weight changes."""
+        key = (self.weight.data_ptr(), self.weight._version)
+        if getattr(self, '_f4x4_key', None) != key:
+            self._f4x4_weight, self._f4x4_key = winograd_f4.transform_weight(self.weight), key
+        return winograd_f4.conv3x3(input, self._f4x4_weight, self.bias, self.padding)
 
     def direct(self, input: torch.Tensor) -> torch.Tensor:
         """The convolution of ``input`` as ``nn.Conv2d`` computes it, whatever the map size."""
@@ -76,10 +113,7 @@ class WinogradConv2d(nn.Conv2d):
 
 def use_winograd(model: nn.Module) -> int:
     """Replace every :func:`eligible` convolution of ``model`` in place by a :class:`WinogradConv2d`
-    sharing its parameters. Returns how many were replaced; 0, changing nothing, where NNPACK is not
-    available."""
-    if not nnpack_available():
-        return 0
+    sharing its parameters. Returns how many were replaced."""
     targets = [(parent, name, child) for parent in model.modules()
                for name, child in parent.named_children() if eligible(child)]
     for parent, name, child in targets:

@@ -36,39 +36,40 @@ def test_detector_speed_row(tmp_path):
 
 def test_segmentor_speed_row(tmp_path):
     from swin_dense.deploy.speed import bound_table, measure_segmentor, speed_table
-    from swin_dense.inference.winograd import nnpack_available
-    (row,) = measure_segmentor(SEG_CONFIG, normed_checkpoint('seg', str(tmp_path)), [(96, 130)], repeats=1,
+    (row,) = measure_segmentor(SEG_CONFIG, normed_checkpoint('seg', str(tmp_path)), [(112, 130)], repeats=1,
                                profile=True)
-    _check(row, (96, 130))
+    _check(row, (112, 130))
     bound = row.bound  # UPerNet's head and the patch embedding are convolutions; the attention is not
     assert 0 < bound.conv_share < 1 and bound.conv_gflops > 0 and bound.matmul_gflops > 0
-    assert '| 96 x 130 |' in bound_table([bound])
+    assert '| 112 x 130 |' in bound_table([bound])
     # logits within 4e-6 (test_segmentor_export.py); 1e-4 is the issue's bound
     assert row.max_abs_diff['inference_mode'] < 1e-4 and row.max_abs_diff['onnxruntime'] < 1e-4
-    assert '| 96 x 130 |' in speed_table([row], 'logit')
-    if nnpack_available():
-        _check_winograd_layers(row.winograd)
-    else:
-        assert row.winograd == []
+    assert '| 112 x 130 |' in speed_table([row], 'logit')
+    _check_winograd_layers(row.winograd)
 
 
 def _check_winograd_layers(winograd):
     from swin_dense.deploy.speed import winograd_table
-    from swin_dense.inference.winograd import MIN_PIXELS
+    from swin_dense.inference.winograd import ALGORITHMS, nnpack_available
     layers = {layer.name: layer for layer in winograd}
-    # the layers that ran (the auxiliary head is built but not run at test time), on their own inputs:
-    # the 1/4-scale map (24 x 33) goes through NNPACK, the PSP bottleneck's 1/32-scale map does not
+    # the layers that ran (the auxiliary head is built but not run at test time), on their own inputs
     assert sorted(layers) == sorted(['decode_head.bottleneck.conv', 'decode_head.fpn_bottleneck.conv']
                                     + [f'decode_head.fpn_convs.{i}.conv' for i in range(3)])
-    assert layers['decode_head.fpn_bottleneck.conv'].shape == (1, 256, 24, 33)
+    measured = [a for a in ALGORITHMS if a != 'nnpack' or nnpack_available()]
     for layer in winograd:
-        assert layer.through_nnpack == (layer.shape[-2] * layer.shape[-1] >= MIN_PIXELS)
-        assert layer.direct_ms > 0 and layer.winograd_ms > 0
-        # against float64, relative to the largest output: direct ~1e-7, NNPACK's Winograd ~1e-6 here
-        assert 0 < layer.direct_error < 1e-5 and 0 < layer.winograd_error < 5e-5
-    assert layers['decode_head.fpn_bottleneck.conv'].through_nnpack
-    assert not layers['decode_head.bottleneck.conv'].through_nnpack
-    assert '| 96 x 130 | `decode_head.fpn_bottleneck.conv` | (1, 256, 24, 33) | NNPACK |' in winograd_table(winograd)
+        assert list(layer.ms) == list(layer.error) == measured
+        assert all(ms > 0 for ms in layer.ms.values())
+        # against float64, relative to the largest output: direct ~1e-7, the Winograd algorithms ~1e-6 here
+        assert 0 < layer.error['direct'] < 1e-5 and all(0 < e < 5e-5 for e in layer.error.values())
+    # the 1/4-scale map (28 x 33) goes through NNPACK, the 1/8-scale one (14 x 17: 20 tiles) through
+    # F(4x4, 3x3), the PSP bottleneck's 1/32-scale one (4 x 5: 2 tiles) directly
+    assert layers['decode_head.fpn_bottleneck.conv'].shape == (1, 256, 28, 33)
+    assert layers['decode_head.fpn_bottleneck.conv'].algorithm == ('nnpack' if nnpack_available() else 'direct')
+    assert layers['decode_head.fpn_convs.1.conv'].algorithm == 'f4x4'
+    assert layers['decode_head.bottleneck.conv'].algorithm == 'direct'
+    table = winograd_table(winograd)
+    assert '| 112 x 130 | `decode_head.fpn_convs.1.conv` | (1, 256, 14, 17) | F(4x4, 3x3) | ' in table
+    assert len(table.splitlines()) == 2 + len(winograd)
 
 
 def test_best_speedup_leaves_only_the_convolutions_at_the_matmul_rate():

@@ -1,19 +1,20 @@
 """Winograd 3x3 convolutions (swin_dense/inference/winograd.py): which convolutions are replaced, that
-whole-image maps go through NNPACK and give the direct convolution's values within Winograd's rounding,
-and that everything else keeps the direct convolution bit for bit."""
+whole-image maps go through NNPACK and batches of small maps through F(4x4, 3x3), both giving the
+direct convolution's values within Winograd's rounding, and that everything else keeps the direct
+convolution bit for bit."""
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from swin_dense.inference import winograd
-from swin_dense.inference.winograd import MIN_PIXELS, WinogradConv2d, eligible, use_winograd
+from swin_dense.inference import winograd, winograd_f4
+from swin_dense.inference.winograd import MIN_PIXELS, MIN_TILES, WinogradConv2d, eligible, use_winograd
 
-pytestmark = pytest.mark.skipif(not winograd.nnpack_available(), reason='this PyTorch build has no NNPACK')
+needs_nnpack = pytest.mark.skipif(not winograd.nnpack_available(), reason='this PyTorch build has no NNPACK')
 
-# relative to the output's largest value: NNPACK's 8x8 Winograd tiles measured up to 1.4e-5 in UPerNet
-# T's head (docs/benchmarks.md, section 6); a transform applied wrongly (a tile off by one, a missing
-# bias) is off by O(1)
+# relative to the output's largest value: NNPACK's 8x8 Winograd tiles and F(4x4, 3x3) measured up to
+# 1.5e-5 on random 256-channel layers (docs/benchmarks.md, section 6); a transform applied wrongly (a
+# tile off by one, a missing bias) is off by O(1)
 REL_TOL = 5e-5
 
 
@@ -31,51 +32,105 @@ def nnpack_calls(monkeypatch):
     return calls
 
 
+@pytest.fixture
+def f4x4_calls(monkeypatch):
+    """Counts the batches that go through F(4x4, 3x3)."""
+    calls = []
+    real = winograd_f4.conv3x3
+
+    def counted(x, *args):
+        calls.append(tuple(x.shape))
+        return real(x, *args)
+
+    monkeypatch.setattr(winograd_f4, 'conv3x3', counted)
+    return calls
+
+
 def _conv(cin: int, cout: int, padding: int = 1, bias: bool = True) -> nn.Conv2d:
     torch.manual_seed(0)
     return nn.Conv2d(cin, cout, 3, padding=padding, bias=bias).eval()
 
 
+def _float64(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    return F.conv2d(x.double(), conv.weight.double(), None if conv.bias is None else conv.bias.double(),
+                    padding=conv.padding)
+
+
+@needs_nnpack
 @pytest.mark.parametrize('shape,padding,bias', [
     ((1, 48, 28, 28), 1, True),     # the smallest map that goes through NNPACK
     ((3, 16, 37, 51), 1, True),     # a batch, sides not multiples of the 6x6 output tile
     ((2, 24, 30, 41), 0, False),    # no padding, no bias
     ((1, 16, 29, 33), 2, True),     # NNPACK's largest padding for a 3x3 kernel
 ])
-def test_whole_image_maps_go_through_nnpack_with_the_direct_values(shape, padding, bias, nnpack_calls):
+def test_whole_image_maps_go_through_nnpack_with_the_direct_values(shape, padding, bias, nnpack_calls, f4x4_calls):
     conv = _conv(shape[1], 32, padding, bias)
     fast = WinogradConv2d.from_conv(conv)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        ref = F.conv2d(x.double(), conv.weight.double(), None if conv.bias is None else conv.bias.double(),
-                       padding=padding)
+        ref = _float64(conv, x)
         got = fast(x)
-    assert nnpack_calls == [(1, *shape[1:])] * shape[0]
+    assert nnpack_calls == [(1, *shape[1:])] * shape[0] and f4x4_calls == []
     assert got.shape == ref.shape and got.dtype == torch.float32
     assert (got.double() - ref).abs().max() <= REL_TOL * ref.abs().max()
 
 
+@pytest.mark.parametrize('shape,padding,bias', [
+    ((100, 32, 7, 7), 1, True),     # box-head RoI maps
+    ((4, 16, 14, 14), 0, False),    # 4 x 3 x 3 = 36 tiles, no padding, no bias
+    ((1, 32, 27, 29), 2, True),     # one pixel short of MIN_PIXELS: F(4x4, 3x3), whether or not NNPACK is here
+    ((1, 8, 15, 15), 1, True),      # MIN_TILES: 4 x 4 tiles
+])
+def test_batches_of_small_maps_go_through_f4x4_with_the_direct_values(shape, padding, bias, nnpack_calls,
+                                                                      f4x4_calls):
+    conv = _conv(shape[1], 16, padding, bias)
+    fast = WinogradConv2d.from_conv(conv)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = _float64(conv, x)
+        got = fast(x)
+    assert f4x4_calls == [shape] and nnpack_calls == []
+    assert got.shape == ref.shape and got.dtype == torch.float32
+    assert (got.double() - ref).abs().max() <= REL_TOL * ref.abs().max()
+
+
+def test_the_transformed_weight_follows_the_weight():
+    conv = _conv(8, 8)
+    fast = WinogradConv2d.from_conv(conv)
+    x = torch.randn(8, 8, 7, 7)
+    with torch.no_grad():
+        before = fast(x)
+        conv.weight.mul_(2)  # in place, as load_state_dict copies
+        conv.bias.zero_()
+        after = fast(x)
+        ref = _float64(conv, x)
+    assert (after.double() - ref).abs().max() <= REL_TOL * ref.abs().max()
+    assert not torch.allclose(after, before)
+
+
 @pytest.mark.parametrize('shape,dtype', [
-    ((100, 32, 7, 7), torch.float32),    # RoI maps
-    ((1, 32, 27, 29), torch.float32),    # one pixel short of MIN_PIXELS
+    ((3, 32, 7, 7), torch.float32),      # 12 tiles, fewer than MIN_TILES
+    ((1, 32, 12, 16), torch.float32),    # 3 x 4 tiles
+    ((100, 32, 7, 7), torch.float64),
     ((1, 32, 40, 40), torch.float64),
 ])
-def test_other_inputs_keep_the_direct_convolution(shape, dtype, nnpack_calls):
-    assert shape[-1] * shape[-2] < MIN_PIXELS or dtype != torch.float32
+def test_other_inputs_keep_the_direct_convolution(shape, dtype, nnpack_calls, f4x4_calls):
     conv = _conv(shape[1], 16).to(dtype)
     fast = WinogradConv2d.from_conv(conv)
     x = torch.randn(shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    assert winograd.output_tiles(shape, (1, 1)) < MIN_TILES or dtype != torch.float32
     with torch.no_grad():
         assert torch.equal(fast(x), conv(x))
-    assert nnpack_calls == []
+    assert nnpack_calls == [] and f4x4_calls == []
 
 
-def test_tracing_sees_the_direct_convolution(nnpack_calls):
+@pytest.mark.parametrize('shape', [(1, 16, 32, 32), (100, 16, 7, 7)])
+def test_tracing_sees_the_direct_convolution(shape, nnpack_calls, f4x4_calls):
     fast = WinogradConv2d.from_conv(_conv(16, 16))
-    x = torch.randn(1, 16, 32, 32)
+    x = torch.randn(shape)
     with torch.no_grad():
         traced = torch.jit.trace(fast, x, check_trace=False)  # the check re-runs it untraced
-    assert nnpack_calls == []
+    assert nnpack_calls == [] and f4x4_calls == []
     assert 'nnpack' not in str(traced.graph) and 'aten::_convolution' in str(traced.graph)
 
 
@@ -110,7 +165,11 @@ def test_only_eligible_convolutions_are_replaced():
     assert (got - ref).abs().max() <= REL_TOL * ref.abs().max()
 
 
-def test_nothing_changes_without_nnpack(monkeypatch):
+def test_without_nnpack_whole_image_maps_keep_the_direct_convolution(monkeypatch, f4x4_calls):
     monkeypatch.setattr(winograd, 'nnpack_available', lambda: False)
-    model = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1))
-    assert use_winograd(model) == 0 and type(model[0]) is nn.Conv2d
+    conv = _conv(8, 8)
+    fast = WinogradConv2d.from_conv(conv)
+    x = torch.randn(1, 8, 40, 40)
+    with torch.no_grad():
+        assert torch.equal(fast(x), conv(x))
+    assert f4x4_calls == []
