@@ -48,7 +48,6 @@ def test_segmentor_in_inference_mode_gives_the_models_logits(tmp_path):
     from mmengine.registry import init_default_scope
 
     from swin_dense.inference.predictor import Predictor
-    from swin_dense.inference.winograd import nnpack_available
     ckpt = _with_random_norms('seg', tmp_path)
     built = Predictor(SEG_CONFIG, ckpt, inference_mode=False)
     fast = Predictor(SEG_CONFIG, ckpt)
@@ -58,11 +57,12 @@ def test_segmentor_in_inference_mode_gives_the_models_logits(tmp_path):
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fast.model.modules())
     # the sample UPerNet's PSP bottleneck, three FPN convolutions, fpn_bottleneck and the auxiliary
     # head's convolution (built, not run at test time)
-    assert winograd == (['NNPACK Winograd 3x3 convolutions (6)'] if nnpack_available() else [])
+    assert winograd == ['Winograd 3x3 convolutions (6)']
     assert built.runtime_summary() == 'pytorch, as built'
     assert fast.runtime_summary() == 'pytorch, inference mode: ' + ', '.join([folding, *winograd])
     init_default_scope('mmseg')
-    # 1/4 scale 32 x 40: the FPN convolutions and fpn_bottleneck run through NNPACK
+    # 1/4 scale 32 x 40: the FPN convolutions and fpn_bottleneck run through NNPACK (where PyTorch has
+    # it), the 1/8-scale FPN convolution (16 x 20, 20 tiles) through F(4x4, 3x3)
     x = torch.randn(1, 3, 128, 160, generator=torch.Generator().manual_seed(1))
     meta = [dict(img_shape=(128, 160), pad_shape=(128, 160))]
     with torch.no_grad():
@@ -79,13 +79,20 @@ def test_detector_in_inference_mode_gives_the_models_detections(tmp_path, coco_s
     built = Predictor(DET_CONFIG, ckpt, cfg_options=options, inference_mode=False)
     fast = Predictor(DET_CONFIG, ckpt, cfg_options=options)
     assert 'torchvision RoIAlign (24)' in fast.inference_mode  # 4 FPN levels x (box + mask) x 3 stages
-    assert 'channels-last RoI heads' in fast.inference_mode
+    assert 'channels-last RoI heads' in fast.inference_mode and 'torchvision NMS (2)' in fast.inference_mode
     assert fast.model.roi_head.mask_head[0].convs[0].conv.weight.is_contiguous(
         memory_format=torch.channels_last)
+    from swin_dense.inference.winograd import WinogradConv2d
+    algorithms = []
+    for conv in (fast.model.roi_head.bbox_head[0].shared_convs[0].conv, fast.model.roi_head.mask_head[0].convs[0].conv):
+        assert isinstance(conv, WinogradConv2d)
+        conv.register_forward_pre_hook(lambda m, args: algorithms.append((m.algorithm(args[0]), args[0].shape[0])))
     folder = os.path.join(coco_sample, 'val2017')
     for name in sorted(os.listdir(folder))[:2]:
         data = fast.prepare(fast.read(os.path.join(folder, name)))
         ref, got = (p.predict([data])[0].pred_instances for p in (built, fast))
+        # 50 proposals of 7 x 7 (200 tiles) and 20 detections of 14 x 14 (320 tiles): F(4x4, 3x3)
+        assert algorithms[-2:] == [('f4x4', 50), ('f4x4', 20)]
         assert len(ref) == len(got) == 20
         torch.testing.assert_close(got.bboxes, ref.bboxes, atol=TOL * 10, rtol=0)  # px on ~160 px images
         torch.testing.assert_close(got.scores, ref.scores, atol=TOL, rtol=0)
@@ -97,10 +104,8 @@ def test_training_mode_is_refused():
     from mmcv.cnn import ConvModule
 
     from swin_dense.inference.inference_mode import to_inference_mode
-    from swin_dense.inference.winograd import nnpack_available
     with pytest.raises(ValueError, match='call model.eval'):
         to_inference_mode(ConvModule(3, 4, 3, norm_cfg=dict(type='BN')).train())
     module = ConvModule(3, 4, 3, norm_cfg=dict(type='BN')).eval()
-    winograd = ['NNPACK Winograd 3x3 convolutions (1)'] if nnpack_available() else []
-    assert to_inference_mode(module) == ['conv-BN folding (1 BatchNorms)', *winograd]
+    assert to_inference_mode(module) == ['conv-BN folding (1 BatchNorms)', 'Winograd 3x3 convolutions (1)']
     assert np.isfinite(module(torch.randn(1, 3, 8, 8)).detach().numpy()).all()
