@@ -138,13 +138,26 @@ def conv_bound(model: torch.nn.Module, fn: Callable[[], object], size: Tuple[int
                      matmul_rate)
 
 
+def _algorithm_times(layer: torch.nn.Module, x: torch.Tensor,
+                     repeats: int) -> Tuple[Dict[str, float], Dict[str, float]]:
+    """Each algorithm of the ``WinogradConv2d`` ``layer`` on ``x``: ms (fastest of ``repeats``) and the
+    largest error against the float64 convolution over its largest output (:class:`WinogradLayer`)."""
+    import torch.nn.functional as F
+
+    from ..inference.winograd import ALGORITHMS, nnpack_available
+    ref = F.conv2d(x.double(), layer.weight.double(), None if layer.bias is None else layer.bias.double(),
+                   padding=layer.padding)
+    scale = float(ref.abs().max()) or 1.0
+    runs = {a: getattr(layer, a) for a in ALGORITHMS if a != 'nnpack' or nnpack_available()}
+    return ({a: 1e3 * _times(lambda: run(x), repeats)[0] for a, run in runs.items()},
+            {a: float((run(x).double() - ref).abs().max()) / scale for a, run in runs.items()})
+
+
 def winograd_layers(model: torch.nn.Module, fn: Callable[[], object], size: Tuple[int, int],
                     repeats: int = 3) -> List[WinogradLayer]:
     """Call ``fn`` once, keep the input each ``WinogradConv2d`` of ``model`` got, and measure every
     algorithm on it (:class:`WinogradLayer`), whichever the layer picks for that input."""
-    import torch.nn.functional as F
-
-    from ..inference.winograd import ALGORITHMS, WinogradConv2d, nnpack_available
+    from ..inference.winograd import WinogradConv2d
     inputs: Dict[str, torch.Tensor] = {}
     layers = {name: m for name, m in model.named_modules() if isinstance(m, WinogradConv2d)}
     handles = [m.register_forward_pre_hook(lambda m, args, name=name: inputs.setdefault(name, args[0]))
@@ -154,18 +167,38 @@ def winograd_layers(model: torch.nn.Module, fn: Callable[[], object], size: Tupl
     finally:
         for handle in handles:
             handle.remove()
-    algorithms = [a for a in ALGORITHMS if a != 'nnpack' or nnpack_available()]
+    return [WinogradLayer(tuple(size), name, tuple(x.shape), layers[name].algorithm(x),
+                          *_algorithm_times(layers[name], x, repeats)) for name, x in inputs.items()]
+
+
+def winograd_sweep(shapes: Sequence[Tuple[int, int, int, int]], out_channels: Sequence[int],
+                   repeats: int = 3) -> List[WinogradLayer]:
+    """Every algorithm on a random float32 input of each (N, C_in, H, W) in ``shapes``, through a random
+    3 x 3, padding-1 ``WinogradConv2d`` with the matching number of ``out_channels``: the thresholds'
+    measurements (``size`` is the map's (H, W), ``name`` says the channels)."""
+    from ..inference.winograd import WinogradConv2d
+    gen = torch.Generator().manual_seed(0)
     out = []
-    for name, x in inputs.items():
-        layer = layers[name]
-        ref = F.conv2d(x.double(), layer.weight.double(), None if layer.bias is None else layer.bias.double(),
-                       padding=layer.padding)
-        scale = float(ref.abs().max()) or 1.0
-        runs = {a: getattr(layer, a) for a in algorithms}
-        out.append(WinogradLayer(tuple(size), name, tuple(x.shape), layer.algorithm(x),
-                                 {a: 1e3 * _times(lambda: run(x), repeats)[0] for a, run in runs.items()},
-                                 {a: float((run(x).double() - ref).abs().max()) / scale for a, run in runs.items()}))
+    for shape, c_out in zip(shapes, out_channels):
+        layer = WinogradConv2d(shape[1], c_out, 3, padding=1).eval()
+        x = torch.randn(shape, generator=gen)
+        with torch.no_grad():
+            out.append(WinogradLayer(tuple(shape[-2:]), f'{shape[1]} -> {c_out} channels', tuple(shape),
+                                     layer.algorithm(x), *_algorithm_times(layer, x, repeats)))
     return out
+
+
+def f4x4_step_sweep(shape: Tuple[int, int, int, int], steps: Sequence[int],
+                    repeats: int = 3) -> Dict[int, float]:
+    """ms (fastest of ``repeats``) of F(4x4, 3x3) on a random (N, C, H, W) ``shape``, C -> C channels,
+    for each number of tiles per step in ``steps`` (:data:`~swin_dense.inference.winograd_f4.TILES_PER_STEP`)."""
+    from ..inference import winograd_f4
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen)
+    u = winograd_f4.transform_weight(torch.randn(shape[1], shape[1], 3, 3, generator=gen))
+    with torch.no_grad():
+        return {step: 1e3 * _times(lambda: winograd_f4.conv3x3(x, u, None, (1, 1), step), repeats)[0]
+                for step in steps}
 
 
 def _session(path: str):

@@ -10,12 +10,13 @@ A plain 3x3 stride-1 convolution becomes a :class:`WinogradConv2d`, which picks 
   NNPACK's 8 x 8 Winograd transform, F(6x6, 3x3), for stride-1 3x3 kernels (``select_algorithm`` in
   NNPACK's ``src/convolution-inference.c``): 64 instead of 324 multiplications per 6 x 6 output tile
   and channel pair.
-* ``'f4x4'``: smaller maps with at least :data:`MIN_TILES` 4 x 4 output tiles in the batch (the RoI
-  heads' 7 x 7 and 14 x 14 maps, UPerNet's 1/32-scale maps) go through
-  :func:`swin_dense.inference.winograd_f4.conv3x3`, F(4x4, 3x3) in batched matrix products, where
-  NNPACK (one image at a time, or its batched mode) is slower than the direct convolution.
-* ``'direct'``: everything else, bit for bit as ``nn.Conv2d``: fewer tiles, other dtypes or devices,
-  and tracing (so ONNX export sees a plain convolution).
+* ``'f4x4'``: smaller maps with at least :data:`MIN_TILES` 4 x 4 output tiles in the batch, in and
+  out of a layer with at least :data:`MIN_CHANNELS` channels (the RoI heads' 7 x 7 and 14 x 14 maps,
+  UPerNet's 1/32-scale maps) go through :func:`swin_dense.inference.winograd_f4.conv3x3`, F(4x4, 3x3)
+  in batched matrix products, where NNPACK (one image at a time, or its batched mode) is slower than
+  the direct convolution.
+* ``'direct'``: everything else, bit for bit as ``nn.Conv2d``: fewer tiles or channels, other dtypes
+  or devices, and tracing (so ONNX export sees a plain convolution).
 
 The rounding differs from a direct convolution's: on random inputs both Winograd algorithms were
 within 1.5e-5 of the largest output from the float64 convolution, the direct convolution within 8e-7
@@ -38,6 +39,11 @@ MIN_PIXELS = 28 * 28
 # the fewest 4 x 4 output tiles for F(4x4, 3x3): with 16 (four 7 x 7 RoI maps, one 16 x 16 map) it was
 # 1.00x to 1.3x the direct convolution, with 32 and more 1.2x to 2.1x (docs/benchmarks.md section 6)
 MIN_TILES = 16
+
+# the fewest input and output channels for F(4x4, 3x3): its transforms cost per channel, its matrix
+# product per channel pair; on RoI batches it was 0.79-0.91x the direct convolution with 96 channels,
+# 1.05-1.12x with 128 and 1.3-1.4x with 256 (docs/benchmarks.md section 6)
+MIN_CHANNELS = 128
 
 
 def nnpack_available() -> bool:
@@ -84,7 +90,10 @@ class WinogradConv2d(nn.Conv2d):
             return 'direct'
         if input.shape[-2] * input.shape[-1] >= MIN_PIXELS:
             return 'nnpack' if nnpack_available() else 'direct'
-        return 'f4x4' if output_tiles(input.shape, self.padding) >= MIN_TILES else 'direct'
+        if (min(self.in_channels, self.out_channels) >= MIN_CHANNELS
+                and output_tiles(input.shape, self.padding) >= MIN_TILES):
+            return 'f4x4'
+        return 'direct'
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
                       bias: Optional[torch.Tensor]) -> torch.Tensor:

@@ -33,9 +33,9 @@ A_T = torch.tensor([[1., 1., 1., 1., 1., 0.],
                     [0., 1., 1., 4., 4., 0.],
                     [0., 1., -1., 8., -8., 1.]])
 
-# tiles transformed and multiplied per step: the fastest of 128, 256 and 512 for 1000 x 256 x 7 x 7 and
-# 100 x 256 x 14 x 14 maps on one thread (docs/benchmarks.md, section 6)
-TILES_PER_STEP = 256
+# tiles transformed and multiplied per step: the fastest of 64 to 512 for 1000 x 256 x 7 x 7 and
+# 100 x 256 x 14 x 14 maps on one thread (tools/bench_winograd.py, docs/benchmarks.md section 6)
+TILES_PER_STEP = 128
 
 
 def transform_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -47,9 +47,10 @@ def transform_weight(weight: torch.Tensor) -> torch.Tensor:
 
 
 def conv3x3(input: torch.Tensor, u: torch.Tensor, bias: Optional[torch.Tensor],
-            padding: tuple[int, int]) -> torch.Tensor:
+            padding: tuple[int, int], tiles_per_step: int = TILES_PER_STEP) -> torch.Tensor:
     """The stride-1 3 x 3 convolution of a float32 ``input`` (N, C_in, H, W) with zero ``padding``
-    (p_h, p_w), whose weight :func:`transform_weight` gave as ``u`` (36, C_in, C_out).
+    (p_h, p_w), whose weight :func:`transform_weight` gave as ``u`` (36, C_in, C_out), whole images
+    of about ``tiles_per_step`` output tiles at a time.
 
     Returns (N, C_out, H + 2 p_h - 2, W + 2 p_w - 2), stored channels-last.
     """
@@ -61,7 +62,7 @@ def conv3x3(input: torch.Tensor, u: torch.Tensor, bias: Optional[torch.Tensor],
     pads = (0, 0, padding[1], 4 * tiles_w + 2 - width - padding[1], padding[0], 4 * tiles_h + 2 - height - padding[0])
     b_t, a_t = B_T.to(input.device), A_T.to(input.device)
     out = torch.empty(n_images, out_h, out_w, c_out, device=input.device)
-    images_per_step = max(1, TILES_PER_STEP // (tiles_h * tiles_w))
+    images_per_step = max(1, tiles_per_step // (tiles_h * tiles_w))
     for start in range(0, n_images, images_per_step):
         x = F.pad(input[start:start + images_per_step].permute(0, 2, 3, 1), pads)  # (n, H', W', C_in)
         n = x.shape[0]

@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from swin_dense.inference import winograd, winograd_f4
-from swin_dense.inference.winograd import MIN_PIXELS, MIN_TILES, WinogradConv2d, eligible, use_winograd
+from swin_dense.inference.winograd import MIN_CHANNELS, MIN_TILES, WinogradConv2d, eligible, use_winograd
 
 needs_nnpack = pytest.mark.skipif(not winograd.nnpack_available(), reason='this PyTorch build has no NNPACK')
 
@@ -76,14 +76,14 @@ def test_whole_image_maps_go_through_nnpack_with_the_direct_values(shape, paddin
 
 
 @pytest.mark.parametrize('shape,padding,bias', [
-    ((100, 32, 7, 7), 1, True),     # box-head RoI maps
-    ((4, 16, 14, 14), 0, False),    # 4 x 3 x 3 = 36 tiles, no padding, no bias
-    ((1, 32, 27, 29), 2, True),     # one pixel short of MIN_PIXELS: F(4x4, 3x3), whether or not NNPACK is here
-    ((1, 8, 15, 15), 1, True),      # MIN_TILES: 4 x 4 tiles
+    ((100, 128, 7, 7), 1, True),    # box-head RoI maps
+    ((4, 128, 14, 14), 0, False),   # 4 x 3 x 3 = 36 tiles, no padding, no bias
+    ((1, 128, 27, 29), 2, True),    # one pixel short of MIN_PIXELS: F(4x4, 3x3), whether or not NNPACK is here
+    ((1, 128, 15, 15), 1, True),    # MIN_TILES: 4 x 4 tiles
 ])
 def test_batches_of_small_maps_go_through_f4x4_with_the_direct_values(shape, padding, bias, nnpack_calls,
                                                                       f4x4_calls):
-    conv = _conv(shape[1], 16, padding, bias)
+    conv = _conv(shape[1], MIN_CHANNELS, padding, bias)
     fast = WinogradConv2d.from_conv(conv)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -95,9 +95,9 @@ def test_batches_of_small_maps_go_through_f4x4_with_the_direct_values(shape, pad
 
 
 def test_the_transformed_weight_follows_the_weight():
-    conv = _conv(8, 8)
+    conv = _conv(MIN_CHANNELS, MIN_CHANNELS)
     fast = WinogradConv2d.from_conv(conv)
-    x = torch.randn(8, 8, 7, 7)
+    x = torch.randn(8, MIN_CHANNELS, 7, 7)
     with torch.no_grad():
         before = fast(x)
         conv.weight.mul_(2)  # in place, as load_state_dict copies
@@ -108,25 +108,28 @@ def test_the_transformed_weight_follows_the_weight():
     assert not torch.allclose(after, before)
 
 
-@pytest.mark.parametrize('shape,dtype', [
-    ((3, 32, 7, 7), torch.float32),      # 12 tiles, fewer than MIN_TILES
-    ((1, 32, 12, 16), torch.float32),    # 3 x 4 tiles
-    ((100, 32, 7, 7), torch.float64),
-    ((1, 32, 40, 40), torch.float64),
+@pytest.mark.parametrize('shape,dtype,c_out', [
+    ((3, 128, 7, 7), torch.float32, 128),      # 12 tiles, fewer than MIN_TILES
+    ((1, 128, 12, 16), torch.float32, 128),    # 3 x 4 tiles
+    ((100, 96, 7, 7), torch.float32, 128),     # fewer input channels than MIN_CHANNELS
+    ((100, 128, 7, 7), torch.float32, 96),     # fewer output channels
+    ((100, 128, 7, 7), torch.float64, 128),
+    ((1, 32, 40, 40), torch.float64, 16),
 ])
-def test_other_inputs_keep_the_direct_convolution(shape, dtype, nnpack_calls, f4x4_calls):
-    conv = _conv(shape[1], 16).to(dtype)
+def test_other_inputs_keep_the_direct_convolution(shape, dtype, c_out, nnpack_calls, f4x4_calls):
+    conv = _conv(shape[1], c_out).to(dtype)
     fast = WinogradConv2d.from_conv(conv)
     x = torch.randn(shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
-    assert winograd.output_tiles(shape, (1, 1)) < MIN_TILES or dtype != torch.float32
+    assert (winograd.output_tiles(shape, (1, 1)) < MIN_TILES or min(shape[1], c_out) < MIN_CHANNELS
+            or dtype != torch.float32)
     with torch.no_grad():
         assert torch.equal(fast(x), conv(x))
     assert nnpack_calls == [] and f4x4_calls == []
 
 
-@pytest.mark.parametrize('shape', [(1, 16, 32, 32), (100, 16, 7, 7)])
+@pytest.mark.parametrize('shape', [(1, 128, 32, 32), (100, 128, 7, 7)])
 def test_tracing_sees_the_direct_convolution(shape, nnpack_calls, f4x4_calls):
-    fast = WinogradConv2d.from_conv(_conv(16, 16))
+    fast = WinogradConv2d.from_conv(_conv(128, 128))
     x = torch.randn(shape)
     with torch.no_grad():
         traced = torch.jit.trace(fast, x, check_trace=False)  # the check re-runs it untraced
