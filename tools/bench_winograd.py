@@ -2,8 +2,9 @@
 """The measurements behind inference mode's choice of 3x3 convolution algorithm
 (swin_dense/inference/winograd.py): the direct convolution, NNPACK's Winograd kernel and F(4x4, 3x3)
 in matrix products, timed on random inputs of the shapes around its thresholds (one image of 8 x 8 to
-128 x 128 pixels, batches of 7 x 7 and 14 x 14 RoI maps, 64 to 2048 channels), and F(4x4, 3x3) on the RoI heads' batches
-for several numbers of tiles per step.
+128 x 128 pixels, batches of 7 x 7 and 14 x 14 RoI maps, 64 to 2048 channels), and F(4x4, 3x3) on the
+RoI heads' batches for several numbers of tiles per step. Single images are contiguous (NCHW), RoI
+batches channels-last, as inference mode runs them.
 
     python tools/bench_winograd.py [--repeats 3] [--threads 1] [--quick]
 
@@ -18,15 +19,16 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without install
 
-# (N, C_in, H, W) and C_out: one image of UPerNet's and the FPN's channel counts around MIN_PIXELS,
-# then the RoI heads' batches around MIN_TILES and at their sizes (1000 proposals, 100 detections),
-# and RoI batches around MIN_CHANNELS
-CASES = ([((1, 256, s, s), 256) for s in (8, 16, 24, 28, 32, 48, 64, 128)]
-         + [((1, 512, s, s), 512) for s in (16, 24, 28, 32, 64)]
-         + [((1, 2048, s, s), 512) for s in (16, 24, 28, 32)]
-         + [((n, 256, 7, 7), 256) for n in (2, 4, 8, 16, 1000)]
-         + [((n, 256, 14, 14), 256) for n in (1, 2, 4, 100)]
-         + [((n, c, s, s), c) for c in (64, 96, 128, 192) for n, s in ((100, 7), (20, 14))])
+# (N, C_in, H, W), C_out and whether channels-last: one image of UPerNet's and the FPN's channel counts
+# around MIN_PIXELS (contiguous, as those layers run), then the RoI heads' batches around MIN_TILES and
+# at their sizes (1000 proposals, 100 detections), and RoI batches around MIN_CHANNELS (channels-last,
+# as inference mode keeps the RoI heads)
+CASES = ([((1, 256, s, s), 256, False) for s in (8, 16, 24, 28, 32, 48, 64, 128)]
+         + [((1, 512, s, s), 512, False) for s in (16, 24, 28, 32, 64)]
+         + [((1, 2048, s, s), 512, False) for s in (16, 24, 28, 32)]
+         + [((n, 256, 7, 7), 256, True) for n in (2, 4, 8, 16, 1000)]
+         + [((n, 256, 14, 14), 256, True) for n in (1, 2, 4, 100)]
+         + [((n, c, s, s), c, True) for c in (64, 96, 128, 192) for n, s in ((100, 7), (20, 14))])
 STEP_SHAPES = [(1000, 256, 7, 7), (100, 256, 14, 14)]
 STEPS = [64, 96, 128, 192, 256, 512]
 
@@ -40,7 +42,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _scaled(shape, c_out, quick: bool):
+def _scaled(shape, c_out: int, quick: bool):
     if not quick:
         return shape, c_out
     n, c, h, w = shape
@@ -53,9 +55,10 @@ def main(argv=None) -> int:
 
     from swin_dense.deploy.speed import f4x4_step_sweep, winograd_sweep, winograd_table
     torch.set_num_threads(args.threads)
-    cases = [_scaled(shape, c_out, args.quick) for shape, c_out in CASES]
+    cases = [_scaled(shape, c_out, args.quick) for shape, c_out, _ in CASES]
     print(f'{args.threads} thread(s), fastest of {args.repeats} runs, torch {torch.__version__}')
-    print(winograd_table(winograd_sweep([s for s, _ in cases], [c for _, c in cases], args.repeats)))
+    print(winograd_table(winograd_sweep([s for s, _ in cases], [c for _, c in cases], [last for *_, last in CASES],
+                                        args.repeats)))
     print()
     print('| F(4x4, 3x3) input (N, C, H, W) | ' + ' | '.join(f'{s} tiles per step (ms)' for s in STEPS) + ' |')
     print('|---' * (1 + len(STEPS)) + '|')

@@ -172,19 +172,22 @@ def winograd_layers(model: torch.nn.Module, fn: Callable[[], object], size: Tupl
 
 
 def winograd_sweep(shapes: Sequence[Tuple[int, int, int, int]], out_channels: Sequence[int],
-                   repeats: int = 3) -> List[WinogradLayer]:
+                   channels_last: Sequence[bool], repeats: int = 3) -> List[WinogradLayer]:
     """Every algorithm on a random float32 input of each (N, C_in, H, W) in ``shapes``, through a random
-    3 x 3, padding-1 ``WinogradConv2d`` with the matching number of ``out_channels``: the thresholds'
-    measurements (``size`` is the map's (H, W), ``name`` says the channels)."""
+    3 x 3, padding-1 ``WinogradConv2d`` with the matching number of ``out_channels``, input and weight
+    channels-last where ``channels_last`` says so (as inference mode keeps the RoI heads): the
+    thresholds' measurements (``size`` is the map's (H, W), ``name`` says the channels and layout)."""
     from ..inference.winograd import WinogradConv2d
     gen = torch.Generator().manual_seed(0)
     out = []
-    for shape, c_out in zip(shapes, out_channels):
-        layer = WinogradConv2d(shape[1], c_out, 3, padding=1).eval()
-        x = torch.randn(shape, generator=gen)
+    for shape, c_out, last in zip(shapes, out_channels, channels_last):
+        layout = torch.channels_last if last else torch.contiguous_format
+        layer = WinogradConv2d(shape[1], c_out, 3, padding=1).eval().to(memory_format=layout)
+        x = torch.randn(shape, generator=gen).contiguous(memory_format=layout)
+        name = f'{shape[1]} -> {c_out} channels' + (', channels-last' if last else '')
         with torch.no_grad():
-            out.append(WinogradLayer(tuple(shape[-2:]), f'{shape[1]} -> {c_out} channels', tuple(shape),
-                                     layer.algorithm(x), *_algorithm_times(layer, x, repeats)))
+            out.append(WinogradLayer(tuple(shape[-2:]), name, tuple(shape), layer.algorithm(x),
+                                     *_algorithm_times(layer, x, repeats)))
     return out
 
 

@@ -16,8 +16,8 @@ CPU, computing the same results up to rounding (docs/benchmarks.md, "Whole-model
   whole-image maps run through NNPACK's Winograd kernel, where PyTorch has NNPACK, and those over
   batches of small maps (the RoI heads') through F(4x4, 3x3) in PyTorch matrix products. Unlike the
   changes above, this one computes other products, with other rounding: such a convolution differs from
-  float64 by up to 1.5e-5 of its largest output, the direct one by under 1e-6 (docs/benchmarks.md,
-  section 6).
+  float64 by up to 1.8e-5 of its largest output, the direct one by up to 5.9e-6
+  (``tools/bench_winograd.py``, docs/benchmarks.md section 6).
 
 :class:`~swin_dense.inference.predictor.Predictor` applies it to models on the CPU
 (``inference_mode=True``); ``tools/infer.py`` and ``tools/serve.py`` turn it off with ``--eager``.

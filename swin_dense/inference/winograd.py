@@ -18,31 +18,35 @@ A plain 3x3 stride-1 convolution becomes a :class:`WinogradConv2d`, which picks 
 * ``'direct'``: everything else, bit for bit as ``nn.Conv2d``: fewer tiles or channels, other dtypes
   or devices, and tracing (so ONNX export sees a plain convolution).
 
-The rounding differs from a direct convolution's: on random inputs both Winograd algorithms were
-within 1.5e-5 of the largest output from the float64 convolution, the direct convolution within 8e-7
-(``tools/bench_onnx.py --profile``, docs/benchmarks.md section 6).
+The rounding differs from a direct convolution's: on random inputs of 64 to 2048 channels both
+Winograd algorithms were within 1.8e-5 of the largest output from the float64 convolution, the direct
+convolution within 5.9e-6 (``tools/bench_winograd.py``, docs/benchmarks.md section 6).
 """
 from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-from . import winograd_f4
+from .winograd_f4 import conv3x3, transform_weight
 
 ALGORITHMS = ('direct', 'nnpack', 'f4x4')
 
-# the measured crossover between NNPACK and F(4x4, 3x3) on one image (docs/benchmarks.md section 6):
-# at 28 x 28 NNPACK was as fast as F(4x4, 3x3) or faster (1.68x / 1.58x, 1.91x / 1.90x, 2.20x / 2.34x
-# the direct convolution for 256, 512 and 2048 input channels), from 32 x 32 up faster; below, slower
+# the measured crossover between NNPACK and F(4x4, 3x3) on one image (tools/bench_winograd.py,
+# docs/benchmarks.md section 6): at 28 x 28 and up NNPACK was about as fast as F(4x4, 3x3) or faster
+# (1.83x / 1.62x, 1.94x / 2.00x, 2.02x / 2.12x the direct convolution at 28 x 28 with 256, 512 and 2048
+# input channels; 3.07x / 1.08x at 128 x 128), below it F(4x4, 3x3) faster in five of six cases
+# (1.16x / 1.28x at 16 x 16 with 256 channels, 1.67x / 1.49x at 24 x 24)
 MIN_PIXELS = 28 * 28
 
-# the fewest 4 x 4 output tiles for F(4x4, 3x3): with 16 (four 7 x 7 RoI maps, one 16 x 16 map) it was
-# 1.00x to 1.3x the direct convolution, with 32 and more 1.2x to 2.1x (docs/benchmarks.md section 6)
+# the fewest 4 x 4 output tiles for F(4x4, 3x3): with 16 (four 7 x 7 RoI maps, one 14 x 14 or 16 x 16
+# map) it was 1.04-1.28x the direct convolution at 256 channels and 1.57x and 1.93x at 512 and 2048; RoI
+# batches of 32 tiles and more 1.18-1.46x at 256 channels; 8 tiles and fewer 0.76-0.77x
+# (docs/benchmarks.md section 6)
 MIN_TILES = 16
 
 # the fewest input and output channels for F(4x4, 3x3): its transforms cost per channel, its matrix
-# product per channel pair; on RoI batches it was 0.79-0.91x the direct convolution with 96 channels,
-# 1.05-1.12x with 128 and 1.3-1.4x with 256 (docs/benchmarks.md section 6)
+# product per channel pair; on channels-last RoI batches it was 0.68-0.94x the direct convolution with
+# 64 and 96 channels, 1.05-1.08x with 128 and 1.28-1.46x with 192 and 256 (docs/benchmarks.md section 6)
 MIN_CHANNELS = 128
 
 
@@ -112,8 +116,8 @@ class WinogradConv2d(nn.Conv2d):
         map size. The transformed weight is computed once and again after the weight changes."""
         key = (self.weight.data_ptr(), self.weight._version)
         if getattr(self, '_f4x4_key', None) != key:
-            self._f4x4_weight, self._f4x4_key = winograd_f4.transform_weight(self.weight), key
-        return winograd_f4.conv3x3(input, self._f4x4_weight, self.bias, self.padding)
+            self._f4x4_weight, self._f4x4_key = transform_weight(self.weight), key
+        return conv3x3(input, self._f4x4_weight, self.bias, self.padding)
 
     def direct(self, input: torch.Tensor) -> torch.Tensor:
         """The convolution of ``input`` as ``nn.Conv2d`` computes it, whatever the map size."""

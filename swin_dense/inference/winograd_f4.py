@@ -33,8 +33,10 @@ A_T = torch.tensor([[1., 1., 1., 1., 1., 0.],
                     [0., 1., 1., 4., 4., 0.],
                     [0., 1., -1., 8., -8., 1.]])
 
-# tiles transformed and multiplied per step: the fastest of 64 to 512 for 1000 x 256 x 7 x 7 and
-# 100 x 256 x 14 x 14 maps on one thread (tools/bench_winograd.py, docs/benchmarks.md section 6)
+# tiles transformed and multiplied per step: more make the matrix product faster and push the
+# transformed tiles out of the cache. For 1000 x 256 x 7 x 7 and 100 x 256 x 14 x 14 maps on one thread,
+# 128 was within 8 % of the fastest of 64 to 512 in three runs (tools/bench_winograd.py,
+# docs/benchmarks.md section 6), 64 and 512 up to 14 % and 25 % slower
 TILES_PER_STEP = 128
 
 

@@ -7,43 +7,40 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from swin_dense.inference import winograd, winograd_f4
+from swin_dense.inference import winograd
 from swin_dense.inference.winograd import MIN_CHANNELS, MIN_TILES, WinogradConv2d, eligible, use_winograd
 
 needs_nnpack = pytest.mark.skipif(not winograd.nnpack_available(), reason='this PyTorch build has no NNPACK')
 
 # relative to the output's largest value: NNPACK's 8x8 Winograd tiles and F(4x4, 3x3) measured up to
-# 1.5e-5 on random 256-channel layers (docs/benchmarks.md, section 6); a transform applied wrongly (a
-# tile off by one, a missing bias) is off by O(1)
+# 1.8e-5 on random layers of 64 to 2048 channels (docs/benchmarks.md, section 6); a transform applied
+# wrongly (a tile off by one, a missing bias) is off by O(1)
 REL_TOL = 5e-5
+
+
+def _count_calls(monkeypatch, owner, name: str) -> list:
+    """Replace ``owner.name`` by a wrapper that records the shape of each call's first argument."""
+    calls = []
+    real = getattr(owner, name)
+
+    def counted(x, *args):
+        calls.append(tuple(x.shape))
+        return real(x, *args)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
 
 
 @pytest.fixture
 def nnpack_calls(monkeypatch):
-    """Counts the images that go through NNPACK."""
-    calls = []
-    real = torch._nnpack_spatial_convolution
-
-    def counted(x, *args):
-        calls.append(tuple(x.shape))
-        return real(x, *args)
-
-    monkeypatch.setattr(torch, '_nnpack_spatial_convolution', counted)
-    return calls
+    """The images that go through NNPACK."""
+    return _count_calls(monkeypatch, torch, '_nnpack_spatial_convolution')
 
 
 @pytest.fixture
 def f4x4_calls(monkeypatch):
-    """Counts the batches that go through F(4x4, 3x3)."""
-    calls = []
-    real = winograd_f4.conv3x3
-
-    def counted(x, *args):
-        calls.append(tuple(x.shape))
-        return real(x, *args)
-
-    monkeypatch.setattr(winograd_f4, 'conv3x3', counted)
-    return calls
+    """The batches that go through F(4x4, 3x3)."""
+    return _count_calls(monkeypatch, winograd, 'conv3x3')
 
 
 def _conv(cin: int, cout: int, padding: int = 1, bias: bool = True) -> nn.Conv2d:
