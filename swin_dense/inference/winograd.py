@@ -27,7 +27,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .winograd_f4 import conv3x3, transform_weight
+from .winograd_f4 import conv3x3, tile_grid, transform_weight
 
 ALGORITHMS = ('direct', 'nnpack', 'f4x4')
 
@@ -66,8 +66,8 @@ def eligible(conv: nn.Module) -> bool:
 
 def output_tiles(shape: Tuple[int, ...], padding: Tuple[int, int]) -> int:
     """The 4 x 4 output tiles that F(4x4, 3x3) computes for an input of ``shape`` (N, C, H, W)."""
-    out_h, out_w = shape[-2] + 2 * padding[0] - 2, shape[-1] + 2 * padding[1] - 2
-    return shape[0] * -(-out_h // 4) * -(-out_w // 4)
+    _, _, tiles_h, tiles_w = tile_grid(shape[-2], shape[-1], padding)
+    return shape[0] * tiles_h * tiles_w
 
 
 class WinogradConv2d(nn.Conv2d):

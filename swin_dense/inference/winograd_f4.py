@@ -10,7 +10,7 @@ transformed weight are one batched matrix product, ``(36, tiles, C_in) @ (36, C_
 transforms are matrix products with the 6 x 6 and 4 x 6 matrices below, one side after the other.
 The images go :data:`TILES_PER_STEP` tiles at a time, so that the transformed tiles stay in the cache.
 """
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -48,8 +48,15 @@ def transform_weight(weight: torch.Tensor) -> torch.Tensor:
     return u.reshape(36, c_in, c_out).float().contiguous()
 
 
+def tile_grid(height: int, width: int, padding: Tuple[int, int]) -> Tuple[int, int, int, int]:
+    """For an (H, W) input map with zero ``padding`` (p_h, p_w): the output size (H + 2 p_h - 2,
+    W + 2 p_w - 2) and the 4 x 4 output tiles that cover it, (out_h, out_w, tiles_h, tiles_w)."""
+    out_h, out_w = height + 2 * padding[0] - 2, width + 2 * padding[1] - 2
+    return out_h, out_w, -(-out_h // 4), -(-out_w // 4)
+
+
 def conv3x3(input: torch.Tensor, u: torch.Tensor, bias: Optional[torch.Tensor],
-            padding: tuple[int, int], tiles_per_step: int = TILES_PER_STEP) -> torch.Tensor:
+            padding: Tuple[int, int], tiles_per_step: int = TILES_PER_STEP) -> torch.Tensor:
     """The stride-1 3 x 3 convolution of a float32 ``input`` (N, C_in, H, W) with zero ``padding``
     (p_h, p_w), whose weight :func:`transform_weight` gave as ``u`` (36, C_in, C_out), whole images
     of about ``tiles_per_step`` output tiles at a time.
@@ -58,8 +65,7 @@ def conv3x3(input: torch.Tensor, u: torch.Tensor, bias: Optional[torch.Tensor],
     """
     n_images, c_in, height, width = input.shape
     c_out = u.shape[-1]
-    out_h, out_w = height + 2 * padding[0] - 2, width + 2 * padding[1] - 2
-    tiles_h, tiles_w = -(-out_h // 4), -(-out_w // 4)
+    out_h, out_w, tiles_h, tiles_w = tile_grid(height, width, padding)
     # zero padding up to whole tiles: 4 t + 2 input pixels for t tiles
     pads = (0, 0, padding[1], 4 * tiles_w + 2 - width - padding[1], padding[0], 4 * tiles_h + 2 - height - padding[0])
     b_t, a_t = B_T.to(input.device), A_T.to(input.device)
